@@ -1,0 +1,50 @@
+"""Portico: a billing portal for a platform that sells through partners."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from app.config import INSTANCE_DIR, Settings, load_settings
+
+
+def create_app(config: dict[str, Any] | None = None, settings: Settings | None = None) -> Flask:
+    """Build the web app: settings, extensions, blueprints, error handlers, CLI.
+
+    ``config`` overrides Flask config keys (tests); ``settings`` replaces the settings
+    read from the environment. Raises ConfigurationError for unsafe settings.
+    """
+    settings = settings or load_settings()
+    app = Flask(__name__, instance_path=str(INSTANCE_DIR))
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
+        REMEMBER_COOKIE_HTTPONLY=True,
+        WTF_CSRF_TIME_LIMIT=None,
+        MAX_CONTENT_LENGTH=1 * 1024 * 1024,
+        PORTICO=settings,
+    )
+    if config:
+        app.config.update(config)
+
+    from app import extensions
+
+    extensions.init_app(app, settings)
+
+    from app.web import errors, security, templating
+
+    errors.init_app(app)
+    security.init_app(app)
+    templating.init_app(app)
+
+    from app.blueprints import register_blueprints
+
+    register_blueprints(app)
+
+    from app.cli import init_app as init_cli
+
+    init_cli(app)
+    return app

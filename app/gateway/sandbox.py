@@ -1,0 +1,398 @@
+"""The sandbox processor: a stateful card network in test mode, kept in the database.
+
+``SandboxGateway`` implements :class:`app.gateway.base.PaymentGateway` with the test card
+and bank numbers of :mod:`app.gateway.sandbox_cards` (``TEST_CARDS``,
+``TEST_BANK_ACCOUNTS``). It plays a *separate* system: each call opens its own short
+sessions on the engine and commits before returning, so callers must not hold a
+transaction open around it (and never need to). Its state survives restarts and is
+shared by every process on the same database, which is what lets a test inject a failure
+into a server running in another process.
+
+Failure injection (:meth:`SandboxGateway.inject`) simulates what real networks do:
+
+- ``decline``: the next call declines with "Your card was declined.";
+- ``timeout_after_charge``: the money moves but the answer is lost (``unknown``);
+  :meth:`~SandboxGateway.retrieve` or a retry with the same key returns the approval;
+- ``server_error``: an HTTP 500 before anything happened (``error``, retryable);
+- ``rate_limit``: an HTTP 429 (``error``, ``rate_limited``, retryable), nothing moved.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Literal, get_args
+
+from sqlalchemy import Engine
+
+from app.clock import utcnow
+from app.gateway import sandbox_ledger as ledger
+from app.gateway import sandbox_money as money
+from app.gateway import sandbox_webhooks as webhooks
+from app.gateway.base import (
+    BankAccountDetails,
+    CardDetails,
+    GatewayResult,
+    OperationKind,
+    TokenizedMethod,
+    WebhookEvent,
+)
+from app.gateway.sandbox_cards import (
+    TEST_BANK_ACCOUNTS,
+    TEST_CARDS,
+    TestBankAccount,
+    TestCard,
+    check_bank_account,
+    check_card,
+)
+from app.gateway.sandbox_ledger import IdempotencyKeyReused, SandboxChargeRecord
+from app.gateway.sandbox_money import ChargeRequest
+from app.gateway.sandbox_webhooks import SIGNATURE_HEADER
+
+Failure = Literal["decline", "timeout_after_charge", "server_error", "rate_limit"]
+
+LATENCY_ENV = "SANDBOX_LATENCY_MS"
+
+# Method names are accepted for the operation too ("authorize" for "authorization").
+_OPERATIONS: Mapping[str, str] = {
+    **{op: op for op in get_args(OperationKind)},
+    "authorize": "authorization",
+    "*": "*",
+}
+
+__all__ = [
+    "LATENCY_ENV",
+    "SIGNATURE_HEADER",
+    "TEST_BANK_ACCOUNTS",
+    "TEST_CARDS",
+    "Failure",
+    "IdempotencyKeyReused",
+    "SandboxChargeRecord",
+    "SandboxGateway",
+    "TestBankAccount",
+    "TestCard",
+]
+
+
+class SandboxGateway:
+    """A persistent test processor on ``engine``; see the module docstring."""
+
+    name = "sandbox"
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        latency_ms: int | None = None,
+        webhook_secret: str = "whsec_sandbox",
+    ) -> None:
+        """Build a sandbox on ``engine`` (whose ``sandbox_*`` tables must exist).
+
+        ``latency_ms`` is slept at the start of every processor call; when None it is
+        read from the ``SANDBOX_LATENCY_MS`` environment variable (default 0).
+
+        Raises:
+            ValueError: a negative or non-integer latency.
+        """
+        if latency_ms is None:
+            latency_ms = int(os.environ.get(LATENCY_ENV, "") or 0)
+        if latency_ms < 0:
+            raise ValueError("latency_ms must be zero or more")
+        self.engine = engine
+        self.latency_ms = latency_ms
+        self._webhook_secret = webhook_secret.encode()
+
+    # -- customers and payment methods -------------------------------------------------
+
+    def create_customer(self, *, email: str, name: str, idempotency_key: str) -> str:
+        """Create a sandbox customer and return its reference (``cus_sbx_…``).
+
+        The same key returns the same customer.
+
+        Raises:
+            IdempotencyKeyReused: the key was used before with another email or name.
+        """
+        self._pause()
+        params = {"email": email, "name": name}
+        response = ledger.run_once(
+            self.engine,
+            key=idempotency_key,
+            operation="create_customer",
+            fingerprint=ledger.request_fingerprint("create_customer", params),
+            perform=lambda s: ledger.perform_create_customer(
+                s, key=idempotency_key, email=email, name=name
+            ),
+        )
+        return str(response["reference"])
+
+    def tokenize_card(self, card: CardDetails) -> TokenizedMethod:
+        """Check card input and return a token (``pm_sbx_…``) with brand, last 4, expiry.
+
+        Declining test cards tokenize fine; they decline when attached or charged.
+
+        Raises:
+            PaymentMethodRejected: ``invalid_number`` (field ``number``), ``card_declined``
+                for a number that is not a test card (field ``number``), ``expired_card``
+                or an invalid expiry (field ``exp``), ``invalid_cvc`` (field ``cvc``).
+        """
+        self._pause()
+        return ledger.store_payment_method(self.engine, check_card(card, today=utcnow().date()))
+
+    def tokenize_bank_account(self, account: BankAccountDetails) -> TokenizedMethod:
+        """Check bank account input and return a token with last 4 and bank name.
+
+        Raises:
+            PaymentMethodRejected: ``invalid_routing_number`` (field ``routing_number``)
+                or ``invalid_account_number`` (field ``account_number``).
+        """
+        self._pause()
+        return ledger.store_payment_method(self.engine, check_bank_account(account))
+
+    def attach_payment_method(self, *, customer_ref: str, token: str) -> TokenizedMethod:
+        """Save a token on a customer for later off-session charges.
+
+        Raises:
+            PaymentMethodRejected: a declining test card or account (with its plain
+                reason; 4000 0000 0000 0341 attaches), an unknown customer or token, or
+                a token already attached to another customer.
+        """
+        self._pause()
+        return ledger.attach_payment_method(self.engine, customer_ref=customer_ref, token=token)
+
+    # -- money ---------------------------------------------------------------------------
+
+    def charge(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        token: str,
+        idempotency_key: str,
+        customer_ref: str = "",
+        description: str = "",
+        metadata: Mapping[str, str] | None = None,
+    ) -> GatewayResult:
+        """Charge and capture ``amount`` minor units on ``token``, once per key.
+
+        Returns an approved, declined (with the test card's reason), error or unknown
+        result; never raises for a decline.
+        """
+        return self._charge(
+            "charge", amount, currency, token, idempotency_key, customer_ref, description, metadata
+        )
+
+    def authorize(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        token: str,
+        idempotency_key: str,
+        customer_ref: str = "",
+        description: str = "",
+        metadata: Mapping[str, str] | None = None,
+    ) -> GatewayResult:
+        """Hold ``amount`` on ``token`` for a later capture or void, once per key.
+
+        Returns a result like :meth:`charge` with ``operation="authorization"``.
+        """
+        args = (amount, currency, token, idempotency_key, customer_ref, description, metadata)
+        return self._charge("authorization", *args)
+
+    def capture(self, *, reference: str, amount: int, idempotency_key: str) -> GatewayResult:
+        """Capture ``amount`` (all or part) of an open authorization, once per key.
+
+        Declines when the authorization was already captured or voided, or when
+        ``amount`` is more than was authorized; the rest of a partial capture is released.
+        """
+        return self._money_call(
+            self._on_charge("capture", reference, amount),
+            idempotency_key,
+            {"reference": reference, "amount": amount},
+            money.perform_capture,
+        )
+
+    def void(self, *, reference: str, idempotency_key: str) -> GatewayResult:
+        """Release an uncaptured authorization, once per key.
+
+        Declines for a captured payment (refund it instead) or an already voided one.
+        """
+        return self._money_call(
+            self._on_charge("void", reference, 0),
+            idempotency_key,
+            {"reference": reference},
+            money.perform_void,
+            check_amount=False,
+        )
+
+    def refund(self, *, reference: str, amount: int, idempotency_key: str) -> GatewayResult:
+        """Refund ``amount`` (all or part) of a captured payment, once per key.
+
+        Declines, with a message saying how much is left, when ``amount`` is more than
+        the captured amount minus earlier refunds. An approved result's reference is
+        the refund's (``re_sbx_…``).
+        """
+        return self._money_call(
+            self._on_charge("refund", reference, amount),
+            idempotency_key,
+            {"reference": reference, "amount": amount},
+            money.perform_refund,
+        )
+
+    def retrieve(self, *, idempotency_key: str) -> GatewayResult | None:
+        """The stored outcome of the money call made with ``idempotency_key``.
+
+        Returns None when no call with that key landed (including calls that failed
+        with a retryable error, which leave no trace).
+        """
+        self._pause()
+        stored = ledger.stored_response(self.engine, idempotency_key)
+        if stored is None or stored[0] not in get_args(OperationKind):
+            return None
+        return ledger.result_from_dict(stored[1])
+
+    def list_charges(self) -> list[SandboxChargeRecord]:
+        """Every sandbox charge and authorization (declined ones included), oldest first."""
+        return ledger.list_charges(self.engine)
+
+    # -- failure injection ---------------------------------------------------------------
+
+    def inject(self, failure: Failure, *, times: int = 1, operation: str = "charge") -> None:
+        """Make the next ``times`` calls of ``operation`` suffer ``failure``.
+
+        ``operation`` is ``charge``, ``authorize``, ``capture``, ``void``, ``refund`` or
+        ``*`` (any of them). The injection is stored in the database, so it reaches
+        every process using it; each call consumes one use.
+
+        Raises:
+            ValueError: an unknown failure or operation, or ``times`` below 1.
+        """
+        if failure not in get_args(Failure):
+            raise ValueError(f"unknown failure {failure!r}")
+        if operation not in _OPERATIONS:
+            raise ValueError(f"unknown operation {operation!r}")
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        ledger.add_injection(
+            self.engine, failure=failure, operation=_OPERATIONS[operation], times=times
+        )
+
+    def clear_injections(self) -> None:
+        """Forget every injected failure, used or not."""
+        ledger.clear_injections(self.engine)
+
+    # -- webhooks ------------------------------------------------------------------------
+
+    def sign_webhook(self, payload: bytes, *, timestamp: int | None = None) -> dict[str, str]:
+        """Headers that make :meth:`parse_webhook` accept ``payload`` (signed now by default)."""
+        stamp = int(utcnow().timestamp()) if timestamp is None else timestamp
+        return webhooks.sign(self._webhook_secret, payload, timestamp=stamp)
+
+    def parse_webhook(self, payload: bytes, headers: Mapping[str, str]) -> WebhookEvent:
+        """Verify the ``Sandbox-Signature`` header and decode the event.
+
+        The header is ``t=<unix time>,v1=<hex HMAC-SHA256 of "t." + payload>``, signed
+        with the constructor's ``webhook_secret``, and the timestamp must be within 300
+        seconds of now. The payload is a JSON object with ``id``, ``type`` and ``data``.
+
+        Raises:
+            WebhookSignatureError: missing or malformed header, no matching signature,
+                a timestamp outside the tolerance, or a payload that is not an event.
+        """
+        return webhooks.verify(self._webhook_secret, payload, headers, now=utcnow().timestamp())
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _pause(self) -> None:
+        if self.latency_ms:
+            time.sleep(self.latency_ms / 1000)
+
+    def _charge(
+        self,
+        operation: OperationKind,
+        amount: int,
+        currency: str,
+        token: str,
+        key: str,
+        customer_ref: str,
+        description: str,
+        metadata: Mapping[str, str] | None,
+    ) -> GatewayResult:
+        clean_metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
+        base = GatewayResult(
+            status="error",
+            operation=operation,
+            amount=amount,
+            currency=currency.upper(),
+            metadata=clean_metadata,
+        )
+        params = {
+            "amount": amount,
+            "currency": base.currency,
+            "token": token,
+            "customer_ref": customer_ref,
+            "description": description,
+            "metadata": clean_metadata,
+        }
+        request = ChargeRequest(
+            token=token,
+            customer_ref=customer_ref,
+            description=description,
+            capture=operation == "charge",
+        )
+        perform = partial(money.perform_charge, request=request)
+        return self._money_call(base, key, params, perform, check_currency=True)
+
+    def _on_charge(self, operation: OperationKind, reference: str, amount: int) -> GatewayResult:
+        currency = ledger.charge_currency(self.engine, reference)
+        return GatewayResult(
+            status="error",
+            operation=operation,
+            amount=amount,
+            currency=currency,
+            reference=reference,
+        )
+
+    def _money_call(
+        self,
+        base: GatewayResult,
+        key: str,
+        params: Mapping[str, object],
+        perform: Callable[..., ledger.Performed],
+        *,
+        check_amount: bool = True,
+        check_currency: bool = False,
+    ) -> GatewayResult:
+        self._pause()
+        failure = ledger.take_injection(self.engine, base.operation)
+        if failure == "rate_limit":
+            return money.failed_result(
+                base, "rate_limited", "Too many requests. Try again in a moment."
+            )
+        if failure == "server_error":
+            return money.failed_result(
+                base, "server_error", "The payment processor had an error. Try again."
+            )
+        invalid = money.invalid_request(
+            base, check_amount=check_amount, check_currency=check_currency
+        )
+        if invalid is not None:
+            return invalid
+        try:
+            response = ledger.run_once(
+                self.engine,
+                key=key,
+                operation=base.operation,
+                fingerprint=ledger.request_fingerprint(base.operation, params),
+                perform=lambda s: perform(s, base, key=key, forced_decline=failure == "decline"),
+            )
+        except IdempotencyKeyReused as exc:
+            return money.failed_result(base, "idempotency_key_reused", str(exc), retryable=False)
+        if failure == "timeout_after_charge":
+            # The processor did the work; only its answer is lost on the way back.
+            return money.failed_result(
+                base, "timeout", "The payment processor did not answer in time.", status="unknown"
+            )
+        return ledger.result_from_dict(response)

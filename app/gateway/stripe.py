@@ -1,0 +1,472 @@
+"""Stripe as Portico's processor, through ``stripe.StripeClient`` and the PaymentIntents API.
+
+This is the only module in Portico that imports ``stripe``. It holds its own client (no
+global ``stripe.api_key``), sends Portico's idempotency key on every POST, and turns
+Stripe's answers into :mod:`app.gateway.base` values: a decline is a result, a lost
+answer is ``status="unknown"`` to be settled by :meth:`StripeGateway.retrieve`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import stripe
+
+from app.gateway.base import (
+    BankAccountDetails,
+    CardDetails,
+    GatewayError,
+    GatewayResult,
+    GatewayUnavailable,
+    OperationKind,
+    PaymentMethodRejected,
+    TokenizedMethod,
+    WebhookEvent,
+    WebhookSignatureError,
+)
+
+# Plain words for the payer. Lost/stolen/fraud codes are left out on purpose: Stripe
+# advises showing those payers the generic decline.
+_REASONS = {
+    "insufficient_funds": "insufficient funds",
+    "expired_card": "the card has expired",
+    "incorrect_cvc": "the security code (CVC) is incorrect",
+    "invalid_cvc": "the security code (CVC) is incorrect",
+    "incorrect_number": "the card number is incorrect",
+    "invalid_number": "the card number is incorrect",
+    "invalid_expiry_year": "the expiration date is invalid",
+    "processing_error": "the card could not be processed, please try again",
+    "card_velocity_exceeded": "the card's limit has been reached",
+    "card_not_supported": "the card does not support this kind of purchase",
+    "currency_not_supported": "the card does not support this currency",
+    "authentication_required": "your bank asks you to confirm this payment; "
+    "please pay while present or use another card",
+}
+_FIELDS = {"exp_month": "exp", "exp_year": "exp", "account_holder_type": "account_type"}
+_REFUND_SCAN_LIMIT = 300  # refunds cannot be searched; a lost one is days old at most
+
+
+class StripeGateway:
+    """:class:`app.gateway.base.PaymentGateway` on Stripe (PaymentIntents, Refunds)."""
+
+    name = "stripe"
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        webhook_secret: str = "",
+        api_base: str | None = None,
+        timeout_seconds: float = 20,
+        allow_raw_card_data: bool = False,
+    ) -> None:
+        """Build a client for one Stripe account.
+
+        ``api_base`` points the client at another server (a local Stripe-API fake in
+        tests). ``tokenize_card`` is refused with a live key unless
+        ``allow_raw_card_data`` (see docs/decisions/0002-stripe-tokenization.md).
+        Raises ValueError without an API key.
+        """
+        if not api_key:
+            raise ValueError("StripeGateway needs a secret API key (STRIPE_SECRET_KEY)")
+        self._webhook_secret = webhook_secret
+        self._raw_cards_ok = allow_raw_card_data or not api_key.startswith(("sk_live", "rk_live"))
+        self._client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base} if api_base else None,
+            # One call is one request: a lost answer goes back as "unknown" and the
+            # reconciler settles it, instead of a web request sleeping through retries.
+            max_network_retries=0,
+            http_client=stripe.RequestsClient(timeout=timeout_seconds),
+        )
+
+    def create_customer(self, *, email: str, name: str, idempotency_key: str) -> str:
+        """Create a Stripe Customer and return its id (``cus_…``).
+
+        Raises GatewayUnavailable when Stripe refused the call (key, rate limit), and
+        GatewayError when the answer was lost (retry with the same key).
+        """
+        try:
+            customer = self._client.v1.customers.create(
+                params={"email": email, "name": name}, options={"idempotency_key": idempotency_key}
+            )
+        except stripe.StripeError as err:
+            raise _setup_failure(err) from err
+        return str(customer.id)
+
+    def tokenize_card(self, card: CardDetails) -> TokenizedMethod:
+        """Create a card PaymentMethod from raw card input (test mode / local API only).
+
+        Raises PaymentMethodRejected (bad number, expiry, CVC…), GatewayUnavailable
+        (live key without ``allow_raw_card_data``, or refused call) or GatewayError.
+        """
+        if not self._raw_cards_ok:
+            raise GatewayUnavailable("raw card numbers are not sent to Stripe in live mode")
+        billing: dict[str, Any] = {"name": card.name} if card.name else {}
+        if card.postal_code:
+            billing["address"] = {"postal_code": card.postal_code}
+        # The card dict stays inline so no local variable of ours holds the number.
+        return self._create_method(
+            {
+                "type": "card",
+                "card": {
+                    "number": card.number,
+                    "exp_month": card.exp_month,
+                    "exp_year": card.exp_year,
+                    "cvc": card.cvc,
+                },
+                "billing_details": billing,
+            }
+        )
+
+    def tokenize_bank_account(self, account: BankAccountDetails) -> TokenizedMethod:
+        """Create a ``us_bank_account`` PaymentMethod from routing and account numbers.
+
+        Raises PaymentMethodRejected (unknown routing number…), GatewayUnavailable or
+        GatewayError.
+        """
+        return self._create_method(
+            {
+                "type": "us_bank_account",
+                "us_bank_account": {
+                    "routing_number": account.routing_number,
+                    "account_number": account.account_number,
+                    "account_holder_type": "individual",
+                    "account_type": account.account_type,
+                },
+                "billing_details": {"name": account.account_holder},
+            }
+        )
+
+    def attach_payment_method(self, *, customer_ref: str, token: str) -> TokenizedMethod:
+        """Attach a PaymentMethod to a Customer so it can be charged off-session.
+
+        Raises PaymentMethodRejected when Stripe declines the card on attach,
+        GatewayUnavailable or GatewayError.
+        """
+        try:
+            method = self._client.v1.payment_methods.attach(
+                token,
+                params={"customer": customer_ref},
+                options={"idempotency_key": f"attach:{customer_ref}:{token}"},
+            )
+        except stripe.StripeError as err:
+            raise _rejection(err) or _setup_failure(err) from err
+        return _tokenized(method.to_dict())
+
+    def charge(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        token: str,
+        idempotency_key: str,
+        customer_ref: str = "",
+        description: str = "",
+        metadata: Mapping[str, str] | None = None,
+    ) -> GatewayResult:
+        """Create and confirm a PaymentIntent that captures at once.
+
+        With ``customer_ref`` the payment is off-session (the token must be attached
+        to that customer). Returns approved/declined/error/unknown; raises
+        GatewayUnavailable only for a key Stripe refuses.
+        """
+        args = (amount, currency, token, idempotency_key, customer_ref, description, metadata)
+        return self._create_intent("charge", *args)
+
+    def authorize(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        token: str,
+        idempotency_key: str,
+        customer_ref: str = "",
+        description: str = "",
+        metadata: Mapping[str, str] | None = None,
+    ) -> GatewayResult:
+        """Like :meth:`charge` with ``capture_method="manual"``: a hold to capture or void."""
+        args = (amount, currency, token, idempotency_key, customer_ref, description, metadata)
+        return self._create_intent("authorization", *args)
+
+    def capture(self, *, reference: str, amount: int, idempotency_key: str) -> GatewayResult:
+        """Capture ``amount`` of an authorized PaymentIntent; the rest is released."""
+        try:
+            intent = self._client.v1.payment_intents.capture(
+                reference,
+                params={"amount_to_capture": amount},
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as err:
+            return _failure(err, "capture", amount, "")
+        return _intent_result(intent.to_dict(), "capture")
+
+    def void(self, *, reference: str, idempotency_key: str) -> GatewayResult:
+        """Cancel an uncaptured PaymentIntent, releasing the hold."""
+        try:
+            intent = self._client.v1.payment_intents.cancel(
+                reference, options={"idempotency_key": idempotency_key}
+            )
+        except stripe.StripeError as err:
+            return _failure(err, "void", 0, "")
+        return _intent_result(intent.to_dict(), "void")
+
+    def refund(self, *, reference: str, amount: int, idempotency_key: str) -> GatewayResult:
+        """Refund ``amount`` of a captured PaymentIntent; the key is kept in metadata."""
+        try:
+            refund = self._client.v1.refunds.create(
+                params={
+                    "payment_intent": reference,
+                    "amount": amount,
+                    "metadata": {"idempotency_key": idempotency_key},
+                },
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as err:
+            return _failure(err, "refund", amount, "")
+        return _refund_result(refund.to_dict())
+
+    def retrieve(self, *, idempotency_key: str) -> GatewayResult | None:
+        """The outcome of the charge, authorization or refund made with ``idempotency_key``.
+
+        Finds PaymentIntents by ``metadata['idempotency_key']`` (Stripe Search, which can
+        lag writes by about a minute) and refunds among the most recent ones. Captures
+        and voids are not found here: retry them with the same key, Stripe's state
+        machine makes a repeat harmless. None means nothing was found *yet*. Raises
+        GatewayUnavailable when Stripe cannot be asked.
+        """
+        escaped = idempotency_key.replace("\\", "\\\\").replace("'", "\\'")
+        try:
+            found = self._client.v1.payment_intents.search(
+                params={"query": f"metadata['idempotency_key']:'{escaped}'", "limit": 1}
+            )
+            if found.data:
+                intent = found.data[0].to_dict()
+                kind = "authorization" if intent.get("capture_method") == "manual" else "charge"
+                return _intent_result(intent, kind)
+            refunds = self._client.v1.refunds.list(params={"limit": 100}).auto_paging_iter()
+            for item in itertools.islice(refunds, _REFUND_SCAN_LIMIT):
+                refund = item.to_dict()
+                if (refund.get("metadata") or {}).get("idempotency_key") == idempotency_key:
+                    return _refund_result(refund)
+        except stripe.StripeError as err:
+            raise GatewayUnavailable(f"could not ask Stripe: {err.user_message}") from err
+        return None
+
+    def parse_webhook(self, payload: bytes, headers: Mapping[str, str]) -> WebhookEvent:
+        """Verify the ``Stripe-Signature`` header (HMAC-SHA256, 5-minute tolerance).
+
+        Returns the event with ``data`` = the event's object as plain dicts. Raises
+        WebhookSignatureError for a missing, wrong or stale signature, or when no
+        webhook secret is configured.
+        """
+        if not self._webhook_secret:
+            raise WebhookSignatureError("no Stripe webhook secret is configured")
+        signature = next((v for k, v in headers.items() if k.lower() == "stripe-signature"), None)
+        try:
+            event = self._client.construct_event(payload, signature, self._webhook_secret)
+        except (stripe.SignatureVerificationError, ValueError) as err:
+            raise WebhookSignatureError(str(err)) from None
+        body = event.to_dict()
+        return WebhookEvent(id=body["id"], type=body["type"], data=body["data"]["object"])
+
+    def _create_method(self, params: dict[str, Any]) -> TokenizedMethod:
+        # Nothing of ours identifies a tokenization, so the key is fresh: it still makes
+        # the POST safe to repeat, and a stray PaymentMethod moves no money.
+        try:
+            method = self._client.v1.payment_methods.create(
+                params=params, options={"idempotency_key": f"tokenize:{uuid.uuid4().hex}"}
+            )
+        except stripe.StripeError as err:
+            # No cause chained: the request behind it carried card data.
+            raise _rejection(err) or _setup_failure(err) from None
+        return _tokenized(method.to_dict())
+
+    def _create_intent(
+        self,
+        operation: OperationKind,
+        amount: int,
+        currency: str,
+        token: str,
+        idempotency_key: str,
+        customer_ref: str,
+        description: str,
+        metadata: Mapping[str, str] | None,
+    ) -> GatewayResult:
+        params: dict[str, Any] = {
+            "amount": amount,
+            "currency": currency.lower(),
+            "payment_method": token,
+            "confirm": True,
+            # No redirect-based methods: a server-side confirm has no return_url.
+            "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
+            # The key in metadata is how retrieve() finds a charge whose answer was lost.
+            "metadata": {**(metadata or {}), "idempotency_key": idempotency_key},
+        }
+        if operation == "authorization":
+            params["capture_method"] = "manual"
+        if customer_ref:
+            params.update(customer=customer_ref, off_session=True)
+        if description:
+            params["description"] = description
+        try:
+            intent = self._client.v1.payment_intents.create(
+                params=params, options={"idempotency_key": idempotency_key}
+            )
+        except stripe.StripeError as err:
+            return _failure(err, operation, amount, currency.upper())
+        return _intent_result(intent.to_dict(), operation)
+
+
+def _decline(code: str) -> tuple[str, str]:
+    """Stripe's decline code, normalized, and the reason in plain words for the payer."""
+    code = "card_declined" if code == "generic_decline" else code
+    reason = _REASONS.get(code)
+    return code, f"Your card was declined: {reason}." if reason else "Your card was declined."
+
+
+def _declined(code: str, **base: Any) -> GatewayResult:
+    code, message = _decline(code)
+    return GatewayResult(status="declined", decline_code=code, message=message, **base)
+
+
+def _intent_result(intent: dict[str, Any], operation: OperationKind) -> GatewayResult:
+    status = intent["status"]
+    base: dict[str, Any] = {
+        "operation": operation,
+        "amount": intent["amount"],
+        "currency": str(intent["currency"]).upper(),
+        "reference": intent["id"],
+        "captured_amount": intent.get("amount_received") or 0,
+        "metadata": dict(intent.get("metadata") or {}),
+    }
+    if operation == "capture":
+        base["amount"] = base["captured_amount"]
+    if status in ("succeeded", "requires_capture") or (
+        operation == "void" and status == "canceled"
+    ):
+        return GatewayResult(status="approved", **base)
+    if status == "processing":  # bank debits settle days later; a webhook or retrieve tells
+        return GatewayResult(
+            status="unknown", message="The bank payment is processing.", retryable=False, **base
+        )
+    if status == "canceled":
+        return GatewayResult(
+            status="declined", decline_code="canceled", message="The payment was canceled.", **base
+        )
+    if status == "requires_action":  # off-session nobody can pass 3-D Secure
+        return _declined("authentication_required", **base)
+    error = intent.get("last_payment_error") or {}
+    return _declined(error.get("decline_code") or error.get("code") or "card_declined", **base)
+
+
+def _refund_result(refund: dict[str, Any]) -> GatewayResult:
+    status = refund["status"]
+    outcome = "approved" if status in ("succeeded", "pending") else "declined"
+    if status == "requires_action":
+        outcome = "unknown"
+    return GatewayResult(
+        status=outcome,
+        operation="refund",
+        amount=refund["amount"],
+        currency=str(refund["currency"]).upper(),
+        reference=refund["id"],
+        refunded_amount=refund["amount"] if outcome == "approved" else 0,
+        decline_code=(refund.get("failure_reason") or "failed") if outcome == "declined" else "",
+        message="The refund failed." if outcome == "declined" else "",
+        metadata=dict(refund.get("metadata") or {}),
+    )
+
+
+def _failure(
+    err: stripe.StripeError, operation: OperationKind, amount: int, currency: str
+) -> GatewayResult:
+    """Map a Stripe exception raised by a money-moving call to a result."""
+    base: dict[str, Any] = {"operation": operation, "amount": amount, "currency": currency}
+    error = _error_body(err)
+    if isinstance(err, stripe.CardError):
+        intent = error.get("payment_intent") or {}
+        return _declined(
+            error.get("decline_code") or err.code or "card_declined",
+            reference=intent.get("id", ""),
+            metadata=dict(intent.get("metadata") or {}),
+            **base,
+        )
+    if isinstance(err, stripe.RateLimitError):
+        return GatewayResult(
+            status="error",
+            decline_code="rate_limited",
+            message="The payment processor is busy; please try again in a moment.",
+            retryable=True,
+            **base,
+        )
+    if isinstance(err, stripe.AuthenticationError | stripe.PermissionError):
+        raise GatewayUnavailable(f"Stripe refused the API key: {err.user_message}") from err
+    if isinstance(err, stripe.InvalidRequestError | stripe.IdempotencyError):
+        return GatewayResult(
+            status="error",
+            decline_code=err.code or error.get("type") or "invalid_request",
+            message=f"The payment processor refused the request: {err.user_message}",
+            **base,
+        )
+    # Connection reset, timeout, 5xx, unreadable answer: Stripe may have acted.
+    return GatewayResult(
+        status="unknown",
+        message="No answer from the payment processor; the outcome will be checked.",
+        # A retry with the same key is safe; after a 5xx Stripe would replay the 5xx.
+        retryable=isinstance(err, stripe.APIConnectionError),
+        **base,
+    )
+
+
+def _error_body(err: stripe.StripeError) -> dict[str, Any]:
+    body = err.json_body if isinstance(err.json_body, dict) else {}
+    error = body.get("error")
+    return error if isinstance(error, dict) else {}
+
+
+def _rejection(err: stripe.StripeError) -> PaymentMethodRejected | None:
+    """A refusal of the payment method itself, or None when the fault is elsewhere."""
+    error = _error_body(err)
+    param = error.get("param") or ""
+    if not isinstance(err, stripe.CardError) and not (
+        isinstance(err, stripe.InvalidRequestError) and param
+    ):
+        return None
+    field = _FIELDS.get(name := param.rstrip("]").rsplit("[", 1)[-1], name)
+    if isinstance(err, stripe.CardError):
+        code, message = _decline(error.get("decline_code") or err.code or "card_declined")
+        return PaymentMethodRejected(code, message, field)
+    message = err.user_message or "These payment details were refused."
+    return PaymentMethodRejected(err.code or "invalid_request", message, field)
+
+
+def _setup_failure(err: stripe.StripeError) -> GatewayError:
+    if isinstance(err, stripe.AuthenticationError | stripe.PermissionError | stripe.RateLimitError):
+        return GatewayUnavailable(f"Stripe refused the call: {err.user_message}")
+    return GatewayError(f"Stripe did not answer clearly: {err.user_message}")
+
+
+def _tokenized(method: dict[str, Any]) -> TokenizedMethod:
+    if method["type"] == "card":
+        card = method.get("card") or {}
+        return TokenizedMethod(
+            token=method["id"],
+            kind="card",
+            last4=card.get("last4") or "",
+            brand=card.get("brand") or "",
+            exp_month=card.get("exp_month"),
+            exp_year=card.get("exp_year"),
+            fingerprint=card.get("fingerprint") or "",
+        )
+    bank = method.get("us_bank_account") or {}
+    return TokenizedMethod(
+        token=method["id"],
+        kind="bank_account",
+        last4=bank.get("last4") or "",
+        bank_name=bank.get("bank_name") or "",
+        fingerprint=bank.get("fingerprint") or "",
+    )

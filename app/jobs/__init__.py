@@ -1,0 +1,1 @@
+"""RQ job functions: thin, importable, taking ids and dates only."""

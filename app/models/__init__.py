@@ -1,0 +1,47 @@
+"""Every table, imported so SQLModel.metadata (and Alembic) sees them all."""
+
+from app.models import sandbox  # noqa: F401  (the sandbox processor's own tables)
+from app.models.accounts import (
+    AccountStatus,
+    CustomerAccount,
+    MethodKind,
+    Partner,
+    PaymentMethod,
+    Role,
+    User,
+)
+from app.models.audit import AuditEvent
+from app.models.billing import (
+    Invoice,
+    InvoiceLine,
+    InvoiceSequence,
+    InvoiceStatus,
+    Payment,
+    PaymentKind,
+    PaymentStatus,
+    Product,
+    Subscription,
+)
+from app.models.notifications import OutboxMessage, OutboxStatus
+
+__all__ = [
+    "AccountStatus",
+    "AuditEvent",
+    "CustomerAccount",
+    "Invoice",
+    "InvoiceLine",
+    "InvoiceSequence",
+    "InvoiceStatus",
+    "MethodKind",
+    "OutboxMessage",
+    "OutboxStatus",
+    "Partner",
+    "Payment",
+    "PaymentKind",
+    "PaymentMethod",
+    "PaymentStatus",
+    "Product",
+    "Role",
+    "Subscription",
+    "User",
+]

@@ -1,0 +1,24 @@
+"""Who did what, when: the history timeline of accounts and orders."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Column, Index
+
+from app.models.base import Field, SQLModel, created_at
+
+
+class AuditEvent(SQLModel, table=True):
+    __table_args__ = (Index("ix_auditevent_subject", "subject_type", "subject_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int | None = Field(default=None, foreign_key="partner.id", index=True)
+    customer_account_id: int | None = Field(default=None, foreign_key="customeraccount.id")
+    actor_user_id: int | None = Field(default=None, foreign_key="user.id")
+    actor_label: str = Field(default="", max_length=200)  # "system", "billing run", a name
+    action: str = Field(max_length=80)
+    subject_type: str = Field(max_length=40)
+    subject_id: int | None = Field(default=None)
+    detail: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = created_at()

@@ -1,0 +1,91 @@
+"""Signing in: password checks and the lockout after repeated failures."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, func, select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app.domain.errors import DomainError
+from app.models import User
+
+MAX_FAILURES = 5
+FAILURE_WINDOW = timedelta(minutes=15)
+LOCKOUT = timedelta(minutes=15)
+# Checked against when the email is unknown, so both paths cost one hash check.
+_DUMMY_HASH = generate_password_hash("portico-not-a-password")
+
+
+class InvalidCredentials(DomainError):
+    status_code = 401
+
+    def __init__(self) -> None:
+        super().__init__("Invalid email or password.")
+
+
+class AccountLocked(DomainError):
+    status_code = 429
+
+    def __init__(self, until: datetime, now: datetime) -> None:
+        minutes = max(1, int((until - now).total_seconds() + 59) // 60)
+        super().__init__(
+            "Too many failed sign-in attempts for this account. "
+            f"Try again in {minutes} minute{'s' if minutes != 1 else ''}, or reset your password."
+        )
+        self.until = until
+
+
+def hash_password(password: str) -> str:
+    """A salted hash of ``password`` for the User table."""
+    return generate_password_hash(password)
+
+
+def find_user_by_email(session: Session, email: str) -> User | None:
+    """The user with ``email`` (case-insensitive), or None."""
+    return session.exec(select(User).where(func.lower(User.email) == email.strip().lower())).first()
+
+
+def authenticate(session: Session, *, email: str, password: str, now: datetime) -> User:
+    """Check a sign-in and record its outcome (commits once).
+
+    After MAX_FAILURES failures for one account within FAILURE_WINDOW, further attempts
+    are refused until the lockout passes, even with the right password.
+
+    Raises:
+        AccountLocked: the account is locked out; the message says for how long.
+        InvalidCredentials: unknown email, wrong password or deactivated user.
+    """
+    user = find_user_by_email(session, email)
+    if user is None:
+        check_password_hash(_DUMMY_HASH, password)
+        raise InvalidCredentials()
+    if user.locked_until is not None and user.locked_until > now:
+        raise AccountLocked(user.locked_until, now)
+    if not check_password_hash(user.password_hash, password) or not user.is_active:
+        _record_failure(user, now)
+        session.add(user)
+        session.commit()
+        if user.locked_until is not None and user.locked_until > now:
+            raise AccountLocked(user.locked_until, now)
+        raise InvalidCredentials()
+    user.failed_logins = 0
+    user.first_failed_login_at = None
+    user.locked_until = None
+    user.last_login_at = now
+    session.add(user)
+    session.commit()
+    return user
+
+
+def _record_failure(user: User, now: datetime) -> None:
+    window_open = (
+        user.first_failed_login_at is not None and now - user.first_failed_login_at < FAILURE_WINDOW
+    )
+    if window_open:
+        user.failed_logins += 1
+    else:
+        user.failed_logins = 1
+        user.first_failed_login_at = now
+    if user.failed_logins >= MAX_FAILURES:
+        user.locked_until = now + LOCKOUT

@@ -1,0 +1,97 @@
+"""Building invoices: lines, per-line tax, totals and gapless numbers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlmodel import Session
+
+from app.domain.errors import InvalidInput
+from app.domain.money import tax_amount
+from app.models import CustomerAccount, Invoice, InvoiceLine, InvoiceStatus, Partner
+from app.services.numbering import next_invoice_number
+
+
+@dataclass(frozen=True)
+class LineInput:
+    description: str
+    quantity: int
+    unit_amount: int
+    product_id: int | None = None
+
+
+def tax_rate_for(account: CustomerAccount, partner: Partner) -> int:
+    """The account's own tax rate (basis points) if set, else the partner's."""
+    return partner.tax_rate_bp if account.tax_rate_bp is None else account.tax_rate_bp
+
+
+def add_invoice(
+    session: Session,
+    *,
+    partner: Partner,
+    account: CustomerAccount,
+    lines: list[LineInput],
+    issue_date: date,
+    due_date: date,
+    subscription_id: int | None = None,
+    series: str = "INV",
+    status: str = InvoiceStatus.CREATED,
+    cancels_invoice_id: int | None = None,
+) -> Invoice:
+    """Add a numbered invoice with its lines to the caller's transaction (no commit).
+
+    Tax is computed per line and rounded half-up; the total is net plus tax.
+    Raises InvalidInput for an invoice without lines, a due date before the issue
+    date, or a line with a quantity below 1.
+    """
+    if not lines:
+        raise InvalidInput("Add at least one line.", "lines")
+    if due_date < issue_date:
+        raise InvalidInput("The due date cannot be before the issue date.", "due_date")
+    rate = tax_rate_for(account, partner)
+    built: list[InvoiceLine] = []
+    for line in lines:
+        if line.quantity < 1:
+            raise InvalidInput("Quantity must be at least 1.", "quantity")
+        net = line.quantity * line.unit_amount
+        built.append(
+            InvoiceLine(
+                invoice_id=0,
+                product_id=line.product_id,
+                description=line.description,
+                quantity=line.quantity,
+                unit_amount=line.unit_amount,
+                tax_rate_bp=rate,
+                amount=net,
+                tax_amount=tax_amount(net, rate),
+            )
+        )
+    assert partner.id is not None and account.id is not None
+    sequence, number = next_invoice_number(session, partner_id=partner.id, series=series)
+    subtotal = sum(line.amount for line in built)
+    tax = sum(line.tax_amount for line in built)
+    invoice = Invoice(
+        partner_id=partner.id,
+        customer_account_id=account.id,
+        subscription_id=subscription_id,
+        cancels_invoice_id=cancels_invoice_id,
+        series=series,
+        sequence=sequence,
+        number=number,
+        status=status,
+        currency=account.currency,
+        issue_date=issue_date,
+        due_date=due_date,
+        subtotal=subtotal,
+        tax=tax,
+        total=subtotal + tax,
+        billing_email=account.billing_email or account.email,
+    )
+    session.add(invoice)
+    session.flush()
+    for line in built:
+        line.invoice_id = invoice.id  # type: ignore[assignment]
+        session.add(line)
+    session.flush()
+    return invoice

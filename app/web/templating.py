@@ -1,0 +1,41 @@
+"""Template filters and globals: money and dates formatted in one place."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+from flask import Flask
+
+from app.domain.money import format_money
+
+
+def _money(amount: int | None, currency: str) -> str:
+    return "—" if amount is None else format_money(amount, currency)
+
+
+def _day(value: date | datetime | None) -> str:
+    if value is None:
+        return "—"
+    return value.strftime("%b %-d, %Y")
+
+
+def _label(value: object) -> str:
+    return str(getattr(value, "value", value)).replace("_", " ")
+
+
+def init_app(app: Flask) -> None:
+    app.add_template_filter(_money, "money")
+    app.add_template_filter(_day, "day")
+    app.add_template_filter(_label, "label")
+    _template_loader(app)
+
+
+def _template_loader(app: Flask) -> None:
+    """Page templates live in app/templates; macros and widgets in app/components."""
+    from jinja2 import ChoiceLoader, FileSystemLoader
+
+    root = Path(app.root_path)
+    app.jinja_loader = ChoiceLoader(
+        [FileSystemLoader(str(root / "templates")), FileSystemLoader(str(root / "components"))]
+    )
