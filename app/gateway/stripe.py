@@ -1,9 +1,8 @@
-"""Stripe as Portico's processor, through ``stripe.StripeClient`` and the PaymentIntents API.
+"""Stripe as Portico's processor: ``stripe.StripeClient`` and the PaymentIntents API.
 
-This is the only module in Portico that imports ``stripe``. It holds its own client (no
-global ``stripe.api_key``), sends Portico's idempotency key on every POST, and turns
-Stripe's answers into :mod:`app.gateway.base` values: a decline is a result, a lost
-answer is ``status="unknown"`` to be settled by :meth:`StripeGateway.retrieve`.
+The only module that imports ``stripe``. Its own client (no global ``stripe.api_key``),
+Portico's idempotency key on every POST; a decline is a result, a lost answer is
+``status="unknown"`` to be settled by :meth:`StripeGateway.retrieve`.
 """
 
 from __future__ import annotations
@@ -37,16 +36,15 @@ _REASONS = {
     "invalid_cvc": "the security code (CVC) is incorrect",
     "incorrect_number": "the card number is incorrect",
     "invalid_number": "the card number is incorrect",
+    "invalid_expiry_month": "the expiration date is invalid",
     "invalid_expiry_year": "the expiration date is invalid",
     "processing_error": "the card could not be processed, please try again",
     "card_velocity_exceeded": "the card's limit has been reached",
-    "card_not_supported": "the card does not support this kind of purchase",
-    "currency_not_supported": "the card does not support this currency",
     "authentication_required": "your bank asks you to confirm this payment; "
     "please pay while present or use another card",
 }
+_TURNED_AWAY = stripe.AuthenticationError | stripe.PermissionError | stripe.RateLimitError
 _FIELDS = {"exp_month": "exp", "exp_year": "exp", "account_holder_type": "account_type"}
-_REFUND_SCAN_LIMIT = 300  # refunds cannot be searched; a lost one is days old at most
 
 
 class StripeGateway:
@@ -63,12 +61,10 @@ class StripeGateway:
         timeout_seconds: float = 20,
         allow_raw_card_data: bool = False,
     ) -> None:
-        """Build a client for one Stripe account.
+        """A client for one Stripe account; ``api_base`` points it at another server.
 
-        ``api_base`` points the client at another server (a local Stripe-API fake in
-        tests). ``tokenize_card`` is refused with a live key unless
-        ``allow_raw_card_data`` (see docs/decisions/0002-stripe-tokenization.md).
-        Raises ValueError without an API key.
+        ``tokenize_card`` is refused with a live key unless ``allow_raw_card_data``
+        (docs/decisions/0002-stripe-tokenization.md). Raises ValueError without a key.
         """
         if not api_key:
             raise ValueError("StripeGateway needs a secret API key (STRIPE_SECRET_KEY)")
@@ -86,8 +82,8 @@ class StripeGateway:
     def create_customer(self, *, email: str, name: str, idempotency_key: str) -> str:
         """Create a Stripe Customer and return its id (``cus_…``).
 
-        Raises GatewayUnavailable when Stripe refused the call (key, rate limit), and
-        GatewayError when the answer was lost (retry with the same key).
+        Raises GatewayUnavailable when Stripe refused the call (key, rate limit, bad
+        input), else GatewayError when the answer was lost (retry with the same key).
         """
         try:
             customer = self._client.v1.customers.create(
@@ -105,9 +101,8 @@ class StripeGateway:
         """
         if not self._raw_cards_ok:
             raise GatewayUnavailable("raw card numbers are not sent to Stripe in live mode")
-        billing: dict[str, Any] = {"name": card.name} if card.name else {}
-        if card.postal_code:
-            billing["address"] = {"postal_code": card.postal_code}
+        postal = {"postal_code": card.postal_code} if card.postal_code else None
+        billing = {"name": card.name or None, "address": postal}
         # The card dict stays inline so no local variable of ours holds the number.
         return self._create_method(
             {
@@ -125,8 +120,7 @@ class StripeGateway:
     def tokenize_bank_account(self, account: BankAccountDetails) -> TokenizedMethod:
         """Create a ``us_bank_account`` PaymentMethod from routing and account numbers.
 
-        Raises PaymentMethodRejected (unknown routing number…), GatewayUnavailable or
-        GatewayError.
+        Raises PaymentMethodRejected (bad routing number…), GatewayUnavailable, GatewayError.
         """
         return self._create_method(
             {
@@ -232,11 +226,10 @@ class StripeGateway:
     def retrieve(self, *, idempotency_key: str) -> GatewayResult | None:
         """The outcome of the charge, authorization or refund made with ``idempotency_key``.
 
-        Finds PaymentIntents by ``metadata['idempotency_key']`` (Stripe Search, which can
-        lag writes by about a minute) and refunds among the most recent ones. Captures
-        and voids are not found here: retry them with the same key, Stripe's state
-        machine makes a repeat harmless. None means nothing was found *yet*. Raises
-        GatewayUnavailable when Stripe cannot be asked.
+        PaymentIntents are found by ``metadata['idempotency_key']`` (Stripe Search lags
+        writes by up to a minute), refunds among the latest 300. Captures and voids are
+        not found: retry them with the same key (Stripe's states make a repeat harmless).
+        None means "not found yet". Raises GatewayUnavailable when Stripe can't be asked.
         """
         escaped = idempotency_key.replace("\\", "\\\\").replace("'", "\\'")
         try:
@@ -248,7 +241,7 @@ class StripeGateway:
                 kind = "authorization" if intent.get("capture_method") == "manual" else "charge"
                 return _intent_result(intent, kind)
             refunds = self._client.v1.refunds.list(params={"limit": 100}).auto_paging_iter()
-            for item in itertools.islice(refunds, _REFUND_SCAN_LIMIT):
+            for item in itertools.islice(refunds, 300):  # refunds have no search
                 refund = item.to_dict()
                 if (refund.get("metadata") or {}).get("idempotency_key") == idempotency_key:
                     return _refund_result(refund)
@@ -259,9 +252,8 @@ class StripeGateway:
     def parse_webhook(self, payload: bytes, headers: Mapping[str, str]) -> WebhookEvent:
         """Verify the ``Stripe-Signature`` header (HMAC-SHA256, 5-minute tolerance).
 
-        Returns the event with ``data`` = the event's object as plain dicts. Raises
-        WebhookSignatureError for a missing, wrong or stale signature, or when no
-        webhook secret is configured.
+        Returns the event, ``data`` being its object as plain dicts. Raises
+        WebhookSignatureError for a missing, wrong or stale signature, or no secret.
         """
         if not self._webhook_secret:
             raise WebhookSignatureError("no Stripe webhook secret is configured")
@@ -296,7 +288,8 @@ class StripeGateway:
         description: str,
         metadata: Mapping[str, str] | None,
     ) -> GatewayResult:
-        params: dict[str, Any] = {
+        manual, off_session = operation == "authorization", bool(customer_ref)
+        params: dict[str, Any] = {  # None values are left out of the request
             "amount": amount,
             "currency": currency.lower(),
             "payment_method": token,
@@ -305,13 +298,11 @@ class StripeGateway:
             "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
             # The key in metadata is how retrieve() finds a charge whose answer was lost.
             "metadata": {**(metadata or {}), "idempotency_key": idempotency_key},
+            "capture_method": "manual" if manual else None,
+            "customer": customer_ref or None,
+            "off_session": True if off_session else None,
+            "description": description or None,
         }
-        if operation == "authorization":
-            params["capture_method"] = "manual"
-        if customer_ref:
-            params.update(customer=customer_ref, off_session=True)
-        if description:
-            params["description"] = description
         try:
             intent = self._client.v1.payment_intents.create(
                 params=params, options={"idempotency_key": idempotency_key}
@@ -364,10 +355,8 @@ def _intent_result(intent: dict[str, Any], operation: OperationKind) -> GatewayR
 
 
 def _refund_result(refund: dict[str, Any]) -> GatewayResult:
-    status = refund["status"]
-    outcome = "approved" if status in ("succeeded", "pending") else "declined"
-    if status == "requires_action":
-        outcome = "unknown"
+    outcomes = {"succeeded": "approved", "pending": "approved", "requires_action": "unknown"}
+    outcome = outcomes.get(refund["status"], "declined")
     return GatewayResult(
         status=outcome,
         operation="refund",
@@ -396,12 +385,9 @@ def _failure(
             **base,
         )
     if isinstance(err, stripe.RateLimitError):
+        busy = "The payment processor is busy; please try again in a moment."
         return GatewayResult(
-            status="error",
-            decline_code="rate_limited",
-            message="The payment processor is busy; please try again in a moment.",
-            retryable=True,
-            **base,
+            status="error", decline_code="rate_limited", message=busy, retryable=True, **base
         )
     if isinstance(err, stripe.AuthenticationError | stripe.PermissionError):
         raise GatewayUnavailable(f"Stripe refused the API key: {err.user_message}") from err
@@ -423,8 +409,7 @@ def _failure(
 
 
 def _error_body(err: stripe.StripeError) -> dict[str, Any]:
-    body = err.json_body if isinstance(err.json_body, dict) else {}
-    error = body.get("error")
+    error = err.json_body.get("error") if isinstance(err.json_body, dict) else None
     return error if isinstance(error, dict) else {}
 
 
@@ -436,37 +421,31 @@ def _rejection(err: stripe.StripeError) -> PaymentMethodRejected | None:
         isinstance(err, stripe.InvalidRequestError) and param
     ):
         return None
-    field = _FIELDS.get(name := param.rstrip("]").rsplit("[", 1)[-1], name)
-    if isinstance(err, stripe.CardError):
-        code, message = _decline(error.get("decline_code") or err.code or "card_declined")
-        return PaymentMethodRejected(code, message, field)
-    message = err.user_message or "These payment details were refused."
-    return PaymentMethodRejected(err.code or "invalid_request", message, field)
+    name = param.rstrip("]").rsplit("[", 1)[-1]
+    if error.get("decline_code") or err.code == "card_declined":
+        code, message = _decline(error.get("decline_code") or "card_declined")
+    else:  # a typing mistake, not a decline
+        code, reason = err.code or "invalid_request", _REASONS.get(err.code or "")
+        message = reason[0].upper() + reason[1:] + "." if reason else str(err.user_message)
+    return PaymentMethodRejected(code, message, _FIELDS.get(name, name))
 
 
 def _setup_failure(err: stripe.StripeError) -> GatewayError:
-    if isinstance(err, stripe.AuthenticationError | stripe.PermissionError | stripe.RateLimitError):
+    # A 4xx is a refusal with no effect; anything else may have reached Stripe.
+    if isinstance(err, stripe.InvalidRequestError | stripe.IdempotencyError | _TURNED_AWAY):
         return GatewayUnavailable(f"Stripe refused the call: {err.user_message}")
-    return GatewayError(f"Stripe did not answer clearly: {err.user_message}")
+    return GatewayError(f"Stripe's answer was lost: {err.user_message}")
 
 
 def _tokenized(method: dict[str, Any]) -> TokenizedMethod:
-    if method["type"] == "card":
-        card = method.get("card") or {}
-        return TokenizedMethod(
-            token=method["id"],
-            kind="card",
-            last4=card.get("last4") or "",
-            brand=card.get("brand") or "",
-            exp_month=card.get("exp_month"),
-            exp_year=card.get("exp_year"),
-            fingerprint=card.get("fingerprint") or "",
-        )
-    bank = method.get("us_bank_account") or {}
+    details = method.get(method["type"]) or {}  # the "card" or "us_bank_account" hash
     return TokenizedMethod(
         token=method["id"],
-        kind="bank_account",
-        last4=bank.get("last4") or "",
-        bank_name=bank.get("bank_name") or "",
-        fingerprint=bank.get("fingerprint") or "",
+        kind="card" if method["type"] == "card" else "bank_account",
+        last4=details.get("last4") or "",
+        brand=details.get("brand") or "",
+        exp_month=details.get("exp_month"),
+        exp_year=details.get("exp_year"),
+        bank_name=details.get("bank_name") or "",
+        fingerprint=details.get("fingerprint") or "",
     )

@@ -52,6 +52,18 @@ class User(SQLModel, table=True):
     last_login_at: datetime | None = instant()
     created_at: datetime = created_at()
 
+    # Flask-Login's user protocol (``is_active`` is the column above).
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
 
 class AccountStatus(StrEnum):
     ACTIVE = "active"

@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session, SQLModel
 
-import app.models.sandbox  # noqa: F401  (registers the sandbox tables before `engine`)
 from app.clock import utcnow
 from app.gateway.base import (
     BankAccountDetails,
@@ -29,7 +28,15 @@ from app.gateway.sandbox import (
     IdempotencyKeyReused,
     SandboxGateway,
 )
-from app.models.sandbox import SandboxCharge, SandboxIdempotencyKey, SandboxRefund
+
+# Importing the sandbox models registers their tables before the ``engine`` fixture runs.
+from app.models.sandbox import (
+    SandboxCharge,
+    SandboxCustomer,
+    SandboxIdempotencyKey,
+    SandboxPaymentMethod,
+    SandboxRefund,
+)
 
 T = TypeVar("T")
 
@@ -258,7 +265,7 @@ def test_is_bad_card_input_refused_on_the_right_field(
 
     assert (refused.value.code, refused.value.field) == (code, field)
     assert refused.value.message
-    assert count(engine, app.models.sandbox.SandboxPaymentMethod) == 0
+    assert count(engine, SandboxPaymentMethod) == 0
 
 
 def test_does_a_bad_card_number_say_so_in_plain_words(gateway: SandboxGateway) -> None:
@@ -560,7 +567,7 @@ def test_do_concurrent_customer_creations_with_one_key_create_one_customer(
     )
 
     assert len(set(refs)) == 1
-    assert count(engine, app.models.sandbox.SandboxCustomer) == 1
+    assert count(engine, SandboxCustomer) == 1
 
 
 # -- failure injection --------------------------------------------------------------

@@ -14,17 +14,18 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from fakes.stripe_api import FakeStripe, sign_webhook
 
 from app.gateway.base import (
     BankAccountDetails,
     CardDetails,
+    GatewayError,
     GatewayUnavailable,
     PaymentGateway,
     PaymentMethodRejected,
     WebhookSignatureError,
 )
 from app.gateway.stripe import StripeGateway
+from tests.fakes.stripe_api import FakeStripe, sign_webhook
 
 WEBHOOK_SECRET = "whsec_portico_test"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -448,6 +449,19 @@ def test_does_retrieve_find_an_authorization_and_a_refund_whose_answers_were_los
     assert lost.status == "unknown"
     assert refund is not None and refund.approved and refund.operation == "refund"
     assert refund.refunded_amount == 500 and refund.reference in fake.refunds
+
+
+def test_is_a_customer_whose_answer_was_lost_the_same_customer_on_retry(
+    gateway: StripeGateway, fake: FakeStripe
+) -> None:
+    fake.fail_next("process_then_drop", path="/v1/customers")
+
+    with pytest.raises(GatewayError) as caught:
+        gateway.create_customer(email="a@example.com", name="A", idempotency_key="acct:5")
+    ref = gateway.create_customer(email="a@example.com", name="A", idempotency_key="acct:5")
+
+    assert not isinstance(caught.value, GatewayUnavailable)
+    assert list(fake.customers) == [ref]
 
 
 def test_does_the_fake_refuse_a_post_without_an_idempotency_key(fake: FakeStripe) -> None:
