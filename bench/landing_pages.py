@@ -1,0 +1,92 @@
+"""Latency and size of the landing pages, on the demo data set.
+
+    .venv/bin/python bench/landing_pages.py [--requests 300]
+
+Builds a throw-away SQLite database (or uses DATABASE_URL), loads the demo data, signs in
+as each role through the Flask test client and prints latency percentiles and page bytes.
+This prints figures; it is not a pass/fail test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+PAGES = (
+    ("operator@example.com", "/operator/"),
+    ("admin@us-partner.example", "/partner/"),
+    ("admin@us-partner.example", "/partner/customers/1"),
+    ("customer@example.com", "/portal/"),
+)
+
+
+def _percentile(samples: list[float], pct: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=300)
+    args = parser.parse_args()
+
+    from alembic import command
+    from alembic.config import Config
+
+    from app import create_app
+    from app.config import Settings
+    from app.extensions import gateway, session_scope
+    from app.services.demo import seed_demo
+
+    tmp = tempfile.mkdtemp(prefix="portico-bench-")
+    url = os.environ.get("DATABASE_URL") or f"sqlite:///{tmp}/bench.db"
+    config = Config("alembic.ini")
+    config.attributes["database_url"] = url
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, "head")
+    settings = Settings(
+        env="test", secret_key="bench", database_url=url, redis_url=os.environ.get("REDIS_URL", "")
+    )
+    app = create_app(config={"WTF_CSRF_ENABLED": False}, settings=settings)
+    with app.app_context(), session_scope() as session:
+        seed_demo(session, gateway())
+
+    print(f"database: {url.split('@')[-1]}  requests per page: {args.requests}")
+    print(f"{'page':<28}{'p50 ms':>8}{'p95 ms':>8}{'p99 ms':>8}{'req/s':>8}{'bytes':>8}")
+    for email, path in PAGES:
+        client = app.test_client()
+        started = time.perf_counter()
+        client.post("/login", data={"email": email, "password": "portico-demo"})
+        sign_in_ms = (time.perf_counter() - started) * 1000
+        samples = []
+        size = 0
+        for _ in range(args.requests):
+            t0 = time.perf_counter()
+            response = client.get(path)
+            samples.append((time.perf_counter() - t0) * 1000)
+            size = len(response.data)
+            assert response.status_code == 200, (path, response.status_code)
+        rps = 1000 / statistics.mean(samples)
+        print(
+            f"{path:<28}{_percentile(samples, 50):>8.2f}{_percentile(samples, 95):>8.2f}"
+            f"{_percentile(samples, 99):>8.2f}{rps:>8.0f}{size:>8}"
+        )
+    print(f"sign-in (password hash check): {sign_in_ms:.0f} ms")
+    html = app.test_client()
+    html.post("/login", data={"email": "admin@us-partner.example", "password": "portico-demo"})
+    page = html.get("/partner/").data.decode()
+    assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page)
+    total = sum(len(html.get(a).data) for a in assets)
+    print(f"static assets on a page: {len(assets)} files, {total} bytes uncompressed")
+
+
+if __name__ == "__main__":
+    main()
