@@ -34,7 +34,9 @@ def _settings_url() -> str:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True, render_as_batch=True)
+    context.configure(
+        url=_url(), target_metadata=target_metadata, literal_binds=True, render_as_batch=True
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -57,7 +59,11 @@ def _render_item(type_: str, obj: object, autogen_context: object) -> str | bool
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
     if type_ == "type" and type(obj).__module__.startswith("sqlmodel"):
-        return "sa.String(length=%r)" % getattr(obj, "length", None) if getattr(obj, "length", None) else "sa.String()"
+        return (
+            "sa.String(length=%r)" % getattr(obj, "length", None)
+            if getattr(obj, "length", None)
+            else "sa.String()"
+        )
     return False
 
 

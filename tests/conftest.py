@@ -26,6 +26,23 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"sqlite:///{Path(tmp_path_factory.mktemp('db')) / 'portico-test.db'}"
 
 
+def _migrate(engine: Engine) -> None:
+    """Build the schema with the Alembic migrations (so every test run exercises them)."""
+    from alembic import command
+    from alembic.config import Config
+
+    root = Path(__file__).resolve().parent.parent
+    SQLModel.metadata.drop_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    config = Config(str(root / "alembic.ini"))
+    config.set_main_option("script_location", str(root / "migrations"))
+    config.attributes["configure_logger"] = False
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
 @pytest.fixture(scope="session")
 def engine(database_url: str) -> Iterator[Engine]:
     import app.models  # noqa: F401  (registers every table)
@@ -33,8 +50,7 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine = create_engine(database_url)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    SQLModel.metadata.drop_all(engine)
-    SQLModel.metadata.create_all(engine)
+    _migrate(engine)
     yield engine
     engine.dispose()
 

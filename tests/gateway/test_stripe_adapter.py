@@ -395,19 +395,19 @@ def test_is_a_server_error_unknown(gateway: StripeGateway, fake: FakeStripe) -> 
 
 
 def test_is_a_timeout_unknown_and_found_by_retrieve_once_stripe_acted(
-    fake: FakeStripe,
+    gateway: StripeGateway, fake: FakeStripe
 ) -> None:
-    impatient = StripeGateway(fake.api_key, api_base=fake.url, timeout_seconds=0.3)
-    customer, token = saved_card(impatient)
-    fake.fail_next("slow", path="/v1/payment_intents", delay=0.8)
+    customer, token = saved_card(gateway)
+    impatient = StripeGateway(fake.api_key, api_base=fake.url, timeout_seconds=0.5)
+    fake.fail_next("slow", path="/v1/payment_intents", delay=1.2)
 
     result = charge(impatient, "sub:5:2025-03-01", token=token, customer_ref=customer)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while not fake.intents and time.monotonic() < deadline:
         time.sleep(0.05)
-    found = impatient.retrieve(idempotency_key="sub:5:2025-03-01")
+    found = gateway.retrieve(idempotency_key="sub:5:2025-03-01")
 
-    assert result.status == "unknown"
+    assert result.status == "unknown" and result.retryable
     assert found is not None and found.approved and found.reference in fake.intents
 
 

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: a98d58d9750d
+Revision ID: 3ba8eb4ac5d0
 Revises: 
-Create Date: 2026-11-21 04:59:55.512926
+Create Date: 2026-11-21 05:04:40.367555
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 
-revision: str = 'a98d58d9750d'
+revision: str = '3ba8eb4ac5d0'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

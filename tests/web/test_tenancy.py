@@ -1,0 +1,199 @@
+"""Tenant isolation on the demo data: partners see their customers, customers themselves."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlmodel import Session, select
+
+from app.domain.errors import NotFound
+from app.models import CustomerAccount, User
+from app.services.directory import account_overview
+from app.services.tenancy import customer_for
+from tests.web.helpers import sign_in
+
+US_CUSTOMER = "Jordan Rivera"
+DE_CUSTOMER = "Kölner Chorverein"
+
+
+def _account(session: Session, name: str) -> CustomerAccount:
+    return session.exec(select(CustomerAccount).where(CustomerAccount.name == name)).one()
+
+
+def _user(session: Session, email: str) -> User:
+    return session.exec(select(User).where(User.email == email)).one()
+
+
+# -- partner users -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("email", "own", "foreign"),
+    [
+        ("admin@us-partner.example", US_CUSTOMER, DE_CUSTOMER),
+        ("admin@de-partner.example", DE_CUSTOMER, US_CUSTOMER),
+    ],
+    ids=["admin-us", "admin-de"],
+)
+def test_can_a_partner_user_open_another_partners_customer(
+    client: FlaskClient, demo: Flask, db_session: Session, email: str, own: str, foreign: str
+) -> None:
+    sign_in(client, email)
+    own_page = client.get(f"/partner/customers/{_account(db_session, own).id}")
+    assert own_page.status_code == 200
+    assert own in own_page.get_data(as_text=True)
+
+    response = client.get(f"/partner/customers/{_account(db_session, foreign).id}")
+
+    assert response.status_code == 404
+    assert foreign not in response.get_data(as_text=True)
+
+
+def test_can_a_sales_user_open_another_partners_customer(
+    client: FlaskClient, demo: Flask, db_session: Session
+) -> None:
+    sign_in(client, "sales@us-partner.example")
+    foreign = _account(db_session, DE_CUSTOMER)
+
+    response = client.get(f"/partner/customers/{foreign.id}")
+    missing = client.get("/partner/customers/999999")
+
+    assert response.status_code == missing.status_code == 404  # foreign looks like missing
+    assert foreign.name not in response.get_data(as_text=True)
+    assert foreign.email not in response.get_data(as_text=True)
+
+
+def test_does_the_service_refuse_a_partner_user_another_partners_account(
+    demo: Flask, db_session: Session
+) -> None:
+    admin = _user(db_session, "admin@us-partner.example")
+    foreign = _account(db_session, DE_CUSTOMER)
+
+    with pytest.raises(NotFound):
+        account_overview(db_session, admin, foreign.id)
+    with pytest.raises(NotFound):
+        customer_for(db_session, admin, foreign.id)
+    assert account_overview(db_session, admin, _account(db_session, US_CUSTOMER).id)
+
+
+# -- customers -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("other", ["Maple Street Makers", DE_CUSTOMER])
+def test_can_a_customer_open_another_customers_account(
+    demo: Flask, db_session: Session, other: str
+) -> None:
+    """The portal has no customer-id route yet, so the service answers for it."""
+    customer = _user(db_session, "customer@example.com")
+    other_id = _account(db_session, other).id
+    assert other_id is not None
+
+    with pytest.raises(NotFound):
+        account_overview(db_session, customer, other_id)
+    with pytest.raises(NotFound):
+        customer_for(db_session, customer, other_id)
+    assert account_overview(db_session, customer).account.name == US_CUSTOMER
+    assert customer_for(db_session, customer, customer.customer_account_id).name == US_CUSTOMER
+
+
+@pytest.mark.parametrize(
+    ("email", "own", "other"),
+    [
+        ("customer@example.com", US_CUSTOMER, "Maple Street Makers"),
+        ("makers@example.com", "Maple Street Makers", US_CUSTOMER),
+    ],
+)
+def test_does_the_portal_show_only_the_customers_own_account(
+    client: FlaskClient, demo: Flask, email: str, own: str, other: str
+) -> None:
+    sign_in(client, email)
+
+    page = client.get("/portal/").get_data(as_text=True)
+
+    assert own in page
+    assert other not in page
+
+
+# -- customer search -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("email", "query", "found", "not_found"),
+    [
+        ("admin@us-partner.example", "jordan", {US_CUSTOMER}, {"Maple Street Makers"}),
+        (
+            "admin@us-partner.example",
+            "riverside-soccer",  # only in the email address
+            {"Riverside Youth Soccer"},
+            {US_CUSTOMER},
+        ),
+        ("admin@us-partner.example", "MAKERS", {"Maple Street Makers"}, {US_CUSTOMER}),
+        ("admin@us-partner.example", "koelner", set(), {DE_CUSTOMER}),
+        ("admin@us-partner.example", "chor", set(), {DE_CUSTOMER}),
+        ("admin@de-partner.example", "koelner", {DE_CUSTOMER}, {"Bonner Schachclub"}),
+        ("admin@de-partner.example", "jordan", set(), {US_CUSTOMER}),
+        ("sales@us-partner.example", "example", {US_CUSTOMER}, {DE_CUSTOMER, "Bonner Schachclub"}),
+    ],
+)
+def test_does_the_customer_search_find_by_name_or_email_within_the_tenant(
+    client: FlaskClient,
+    demo: Flask,
+    email: str,
+    query: str,
+    found: set[str],
+    not_found: set[str],
+) -> None:
+    sign_in(client, email)
+
+    page = client.get("/partner/", query_string={"q": query}).get_data(as_text=True)
+
+    for name in found:
+        assert name in page
+    for name in not_found:
+        assert name not in page
+    if not found:
+        assert "No customers match." in page
+
+
+def test_does_an_htmx_search_return_only_the_customer_table(
+    client: FlaskClient, demo: Flask
+) -> None:
+    sign_in(client, "admin@us-partner.example")
+
+    full = client.get("/partner/?q=jordan")
+    block = client.get("/partner/?q=jordan", headers={"HX-Request": "true"})
+
+    assert "<html" in full.get_data(as_text=True)
+    assert block.status_code == 200
+    body = block.get_data(as_text=True)
+    assert "<html" not in body
+    assert 'role="search"' not in body  # the search form is outside the block
+    assert body.lstrip().startswith('<div id="customer-table">')
+    assert US_CUSTOMER in body
+    assert "Maple Street Makers" not in body
+    assert "HX-Request" in block.headers.get("Vary", "")
+    assert "HX-Request" in full.headers.get("Vary", "")  # caches keep the two apart
+
+
+def test_does_an_anonymous_htmx_search_get_refused(client: FlaskClient, demo: Flask) -> None:
+    response = client.get("/partner/?q=jordan", headers={"HX-Request": "true"})
+
+    assert response.status_code in (302, 401, 404)
+    if response.status_code == 302:
+        assert response.headers["Location"].startswith("/login")
+    body = response.get_data(as_text=True)
+    assert US_CUSTOMER not in body
+    assert "customer-table" not in body
+
+
+@pytest.mark.parametrize("email", ["customer@example.com", "operator@example.com"])
+def test_can_a_signed_in_non_partner_get_the_customer_table_block(
+    client: FlaskClient, demo: Flask, email: str
+) -> None:
+    sign_in(client, email)
+
+    response = client.get("/partner/?q=", headers={"HX-Request": "true"})
+
+    assert response.status_code == 404
+    assert US_CUSTOMER not in response.get_data(as_text=True)
