@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from app.config import INSTANCE_DIR, Settings, load_settings
+from app.config import INSTANCE_DIR, Settings, check_settings, load_settings
 
 
 def create_app(config: dict[str, Any] | None = None, settings: Settings | None = None) -> Flask:
@@ -15,7 +15,10 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
     ``config`` overrides Flask config keys (tests); ``settings`` replaces the settings
     read from the environment. Raises ConfigurationError for unsafe settings.
     """
-    settings = settings or load_settings()
+    if settings is None:
+        settings = load_settings()
+    else:
+        check_settings(settings)  # settings built in code get the same refusals
     app = Flask(__name__, instance_path=str(INSTANCE_DIR))
     app.config.update(
         SECRET_KEY=settings.secret_key,

@@ -49,8 +49,12 @@ def main() -> int:
     redis_server = None if os.environ.get("REDIS_URL") else _start_embedded_redis()
     env = dict(os.environ)
 
-    _run_step([_bin("alembic"), "upgrade", "head"], env)
-    _run_step([_bin("flask"), "seed-demo"], env)
+    try:
+        _run_step([_bin("alembic"), "upgrade", "head"], env)
+        _run_step([_bin("flask"), "seed-demo"], env)
+    except subprocess.CalledProcessError as exc:
+        print(f"Setup step failed ({' '.join(exc.cmd[:3])}); Portico did not start.", flush=True)
+        return 1
 
     redis_url = env["REDIS_URL"]
     commands = {

@@ -24,19 +24,31 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 E2E_REDIS_DB = 13
 STARTUP_TIMEOUT = 30.0
 STEP_TIMEOUT = 60.0
+# Settings of the app (app/config.py) that must not leak in from the caller's shell.
+APP_ENV_NAMES = {
+    "DATABASE_URL",
+    "REDIS_URL",
+    "SECRET_KEY",
+    "PAYMENT_GATEWAY",
+    "SMTP_URL",
+    "PORT",
+    "SANDBOX_LATENCY_MS",
+    "BILLING_ON_BEHALF_COUNTRIES",
+    "DEMO_SITE_PORT",
+}
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -202,20 +214,29 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _wait_until_up(stack: LiveStack, urls: list[str]) -> None:
+def _worker_listening(redis_url: str) -> bool:
+    from redis import Redis
+    from rq import Worker
+
+    with Redis.from_url(redis_url) as connection:
+        return Worker.count(connection=connection) > 0
+
+
+def _wait_until_up(stack: LiveStack, checks: dict[str, Callable[[], bool]]) -> None:
+    """Wait until every check passes; fail with the processes' output if one never does."""
     deadline = time.monotonic() + STARTUP_TIMEOUT
-    pending = list(urls)
+    pending = dict(checks)
     while pending:
         exited = {n: p.returncode for n, p in stack.processes.items() if p.poll() is not None}
         if exited:
             pytest.fail(f"e2e: {exited} exited during start-up.\n{stack.logs()}", pytrace=False)
         if time.monotonic() > deadline:
             pytest.fail(
-                f"e2e: {pending} did not answer 200 within {STARTUP_TIMEOUT:.0f} s.\n"
+                f"e2e: not ready within {STARTUP_TIMEOUT:.0f} s: {', '.join(pending)}.\n"
                 f"{stack.logs()}",
                 pytrace=False,
             )
-        pending = [url for url in pending if not _answers(url)]
+        pending = {name: check for name, check in pending.items() if not check()}
         if pending:
             time.sleep(0.2)
 
@@ -230,7 +251,7 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
         env = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("FLASK_", "STRIPE_", "SMTP_", "PORTICO_"))
+            if k not in APP_ENV_NAMES and not k.startswith(("FLASK_", "STRIPE_", "PORTICO_"))
         }
         env.update(
             PORTICO_ENV="test",
@@ -262,7 +283,14 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
                 [sys.executable, "-m", "app.demo_site", "--port", str(demo_port)]
                 + ["--portico", base_url],
             )
-            _wait_until_up(stack, [f"{base_url}/healthz", f"http://127.0.0.1:{demo_port}/"])
+            _wait_until_up(
+                stack,
+                {
+                    "GET /healthz": lambda: _answers(f"{base_url}/healthz"),
+                    "RQ worker": lambda: _worker_listening(redis_url),
+                    "demo community page": lambda: _answers(stack.demo_url),
+                },
+            )
             yield stack
         finally:
             stack.stop()
@@ -295,19 +323,21 @@ def browser() -> Iterator[Browser]:
 def page(browser: Browser, live_stack: LiveStack) -> Iterator[Page]:
     """A page in a fresh browser context (no cookies) with the portal as base URL.
 
-    Fails the test when the page threw an uncaught JavaScript error.
+    Fails the test when the page threw an uncaught JavaScript error or logged an error to
+    the console (a Content-Security-Policy violation, an htmx error).
     """
     context = browser.new_context(base_url=live_stack.base_url)
     context.set_default_timeout(5_000)
     page = context.new_page()
     errors: list[str] = []
+
+    def console(message: ConsoleMessage) -> None:
+        # HTTP error statuses (a 404 page, a 401 sign-in, no favicon) are the tests' business.
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            errors.append(message.text)
+
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on(
-        "console",
-        lambda msg: errors.append(f"console {msg.type}: {msg.text}")
-        if msg.type == "error"
-        else None,
-    )
+    page.on("console", console)
     yield page
     context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not errors, f"JavaScript or console errors on the page: {errors}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from e2e.conftest import LiveStack
 
@@ -22,7 +22,7 @@ def sign_in(page: Page, email: str, password: str = PASSWORD) -> None:
     page.get_by_role("button", name="Sign in").click()
 
 
-def customer_table(page: Page):  # noqa: ANN201
+def customer_table(page: Page) -> Locator:
     return page.locator("#customer-table table")
 
 

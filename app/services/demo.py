@@ -56,6 +56,7 @@ class _Charge:
     amount: int
     result: GatewayResult
     period: date | None = None
+    idempotency_key: str = ""  # the key the gateway was called with
 
 
 @dataclass
@@ -137,24 +138,24 @@ def _gateway_work(
         return work
     work.method = gateway.attach_payment_method(customer_ref=work.customer_ref, token=token.token)
 
-    def charge(purpose: str, amount: int) -> GatewayResult:
-        return gateway.charge(
+    def charge(purpose: str, amount: int, period: date | None = None) -> _Charge:
+        idempotency_key = f"{key}-{purpose}"
+        result = gateway.charge(
             amount=amount,
             currency=partner.currency,
             token=token.token,
             customer_ref=work.customer_ref,
-            idempotency_key=f"{key}-{purpose}",
+            idempotency_key=idempotency_key,
             description=f"Demo: {purpose}",
             metadata={"purpose_key": f"demo:{cust.key}:{purpose}"},
         )
+        return _Charge(amount, result, period, idempotency_key)
 
     for sub in cust.subscriptions:
         schedule = _spec_schedule(sub, today)
         charges: list[_Charge] = []
         if sub.decline_first:
-            charges.append(
-                _Charge(sub.amount, charge(f"{sub.key}-0", sub.amount), schedule.start_date)
-            )
+            charges.append(charge(f"{sub.key}-0", sub.amount, schedule.start_date))
         elif sub.history:
             charged = 0
             for period in range(0, 400):
@@ -164,13 +165,13 @@ def _gateway_work(
                 if when is None or when > today:
                     break
                 amount = rules.charge_amount(schedule, amount_charged=charged)
-                charges.append(_Charge(amount, charge(f"{sub.key}-{period}", amount), when))
+                charges.append(charge(f"{sub.key}-{period}", amount, when))
                 charged += amount
         work.charges[sub.key] = charges
     for inv in cust.invoices:
         if inv.status == "paid":
             gross = inv.net + (inv.net * partner.tax_rate_bp + 5000) // 10000
-            work.charges[f"inv-{inv.key}"] = [_Charge(gross, charge(f"inv-{inv.key}", gross))]
+            work.charges[f"inv-{inv.key}"] = [charge(f"inv-{inv.key}", gross)]
     return work
 
 
@@ -381,7 +382,7 @@ def _record_payment(
             subscription_id=subscription_id,
             payment_method_id=method.id if method else None,
             purpose_key=purpose_key,
-            idempotency_key=purpose_key,
+            idempotency_key=charge.idempotency_key,  # as sent, so the gateway finds it
             kind=PaymentKind.CHARGE,
             method=method.kind if method else "card",
             status=status,

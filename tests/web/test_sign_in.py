@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 from functools import cache
 from urllib.parse import urlsplit
@@ -9,17 +10,25 @@ from urllib.parse import urlsplit
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import Engine
 from sqlmodel import Session, col, select
+from werkzeug.security import generate_password_hash
 
 from app.domain.money import format_money
 from app.models import CustomerAccount, Invoice, Partner, Role, Subscription, User
-from app.services.auth import hash_password
 from tests.web.helpers import csrf_token, sign_in
 
 PASSWORD = "a-long-test-password"
 INVALID = "Invalid email or password."
 LOCKED = "Too many failed sign-in attempts"
 OPEN_STATUSES = ("created", "overdue")
+
+
+@pytest.fixture
+def db(app: Flask, engine: Engine) -> Iterator[Session]:
+    """A session on the app's database; the ``app`` fixture empties it afterwards."""
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
 
 
 # -- the demo roles land on their pages -------------------------------------------------
@@ -81,22 +90,22 @@ def test_does_the_operator_land_on_the_list_of_both_partners(
     ],
 )
 def test_does_a_partner_user_land_on_their_own_customers_with_their_figures(
-    client: FlaskClient, demo: Flask, db_session: Session, email: str, slug: str
+    client: FlaskClient, demo: Flask, db: Session, email: str, slug: str
 ) -> None:
     response = sign_in(client, email)
     assert response.status_code == 303
     assert response.headers["Location"] == "/partner/"
 
     page = client.get("/partner/").get_data(as_text=True)
-    own = _accounts(db_session, slug)
+    own = _accounts(db, slug)
     assert len(own) >= 2
     for account in own:
         row = _row_of(page, account.name)
-        status, balance, next_date = _expected_row(db_session, account)
+        status, balance, next_date = _expected_row(db, account)
         assert f">{status}</span>" in row, row
         assert balance in row, (account.name, balance, row)
         assert next_date in row, (account.name, next_date, row)
-    for foreign in _accounts(db_session, slug, of_partner=False):
+    for foreign in _accounts(db, slug, of_partner=False):
         assert foreign.name not in page
         assert foreign.email not in page
 
@@ -114,35 +123,31 @@ def test_does_a_partner_list_show_a_known_balance_and_next_charge_date(
 
 
 def test_does_a_customer_land_on_their_own_account_only(
-    client: FlaskClient, demo: Flask, db_session: Session
+    client: FlaskClient, demo: Flask, db: Session
 ) -> None:
     response = sign_in(client, "customer@example.com")
     assert response.status_code == 303
     assert response.headers["Location"] == "/portal/"
 
     page = client.get("/portal/").get_data(as_text=True)
-    own = db_session.exec(
+    own = db.exec(
         select(CustomerAccount).where(CustomerAccount.email == "customer@example.com")
     ).one()
     assert own.name in page
-    for sub in db_session.exec(
+    for sub in db.exec(
         select(Subscription).where(Subscription.customer_account_id == own.id)
     ).all():
         assert sub.description in page
-    own_invoices = db_session.exec(
-        select(Invoice).where(Invoice.customer_account_id == own.id)
-    ).all()
+    own_invoices = db.exec(select(Invoice).where(Invoice.customer_account_id == own.id)).all()
     assert own_invoices
     for invoice in own_invoices:
         assert invoice.number in page
-    others = db_session.exec(select(CustomerAccount).where(CustomerAccount.id != own.id)).all()
+    others = db.exec(select(CustomerAccount).where(CustomerAccount.id != own.id)).all()
     for other in others:
         assert other.name not in page
-    for invoice in db_session.exec(
-        select(Invoice).where(col(Invoice.customer_account_id) != own.id)
-    ).all():
+    for invoice in db.exec(select(Invoice).where(col(Invoice.customer_account_id) != own.id)).all():
         assert invoice.number not in page
-    for sub in db_session.exec(
+    for sub in db.exec(
         select(Subscription).where(col(Subscription.customer_account_id) != own.id)
     ).all():
         assert sub.description not in page
@@ -153,20 +158,22 @@ def test_does_a_customer_land_on_their_own_account_only(
 
 @cache
 def _password_hash() -> str:
-    return hash_password(PASSWORD)  # hashing is slow on purpose: once per module
+    # A real werkzeug hash, with few rounds so each check is fast (the demo users' hashes
+    # come from hash_password, and the sign-in tests use those).
+    return generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000")
 
 
 @pytest.fixture
-def member(app: Flask, db_session: Session) -> CustomerAccount:
+def member(app: Flask, db: Session) -> CustomerAccount:
     """A partner with one admin (admin@tenant.example) and one customer account."""
     partner = Partner(name="Tenant", slug="tenant", country="US")
-    db_session.add(partner)
-    db_session.flush()
+    db.add(partner)
+    db.flush()
     account = CustomerAccount(
         partner_id=partner.id, name="Casey Customer", email="casey@example.com", currency="USD"
     )
-    db_session.add(account)
-    db_session.add(
+    db.add(account)
+    db.add(
         User(
             email="admin@tenant.example",
             password_hash=_password_hash(),
@@ -174,7 +181,7 @@ def member(app: Flask, db_session: Session) -> CustomerAccount:
             partner_id=partner.id,
         )
     )
-    db_session.commit()
+    db.commit()
     return account
 
 
