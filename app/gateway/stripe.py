@@ -1,8 +1,9 @@
 """Stripe as Portico's processor: ``stripe.StripeClient`` and the PaymentIntents API.
 
-With ``stripe_results.py`` beside it, the only code that imports ``stripe``. Its own client (no global ``stripe.api_key``),
-Portico's idempotency key on every POST; a decline is a result, a lost answer is
-``status="unknown"`` to be settled by :meth:`StripeGateway.retrieve`.
+With ``stripe_results.py`` beside it, the only code that imports ``stripe``. Its own
+client (no global ``stripe.api_key``), Portico's idempotency key on every POST; a
+decline is a result, a lost answer is ``status="unknown"`` to be settled by
+:meth:`StripeGateway.retrieve`.
 """
 
 from __future__ import annotations

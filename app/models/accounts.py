@@ -46,8 +46,10 @@ class User(SQLModel, table=True):
         default=None, foreign_key="customeraccount.id", index=True
     )
     is_active: bool = Field(default=True)
-    failed_logins: int = Field(default=0)
-    first_failed_login_at: datetime | None = instant()
+    # ISO instants of failed sign-ins in the last 15 minutes (a sliding window).
+    recent_failed_logins: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
     locked_until: datetime | None = instant()
     last_login_at: datetime | None = instant()
     created_at: datetime = created_at()

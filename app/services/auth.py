@@ -69,8 +69,7 @@ def authenticate(session: Session, *, email: str, password: str, now: datetime) 
         if user.locked_until is not None and user.locked_until > now:
             raise AccountLocked(user.locked_until, now)
         raise InvalidCredentials()
-    user.failed_logins = 0
-    user.first_failed_login_at = None
+    user.recent_failed_logins = []
     user.locked_until = None
     user.last_login_at = now
     session.add(user)
@@ -79,13 +78,13 @@ def authenticate(session: Session, *, email: str, password: str, now: datetime) 
 
 
 def _record_failure(user: User, now: datetime) -> None:
-    window_open = (
-        user.first_failed_login_at is not None and now - user.first_failed_login_at < FAILURE_WINDOW
-    )
-    if window_open:
-        user.failed_logins += 1
-    else:
-        user.failed_logins = 1
-        user.first_failed_login_at = now
-    if user.failed_logins >= MAX_FAILURES:
+    """Keep the failures of the last FAILURE_WINDOW; lock once MAX_FAILURES fall inside it."""
+    recent = [
+        stamp
+        for stamp in user.recent_failed_logins
+        if now - datetime.fromisoformat(stamp) < FAILURE_WINDOW
+    ]
+    recent.append(now.isoformat())
+    user.recent_failed_logins = recent[-MAX_FAILURES:]
+    if len(recent) >= MAX_FAILURES:
         user.locked_until = now + LOCKOUT

@@ -122,11 +122,13 @@ def list_customers(
     )
     filters = [CustomerAccount.partner_id == partner_id]
     if search.strip():
-        pattern = f"%{search.strip().lower()}%"
+        # Escape LIKE wildcards so "50%" or "a_b" match literally.
+        term = search.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{term}%"
         filters.append(
             or_(
-                func.lower(CustomerAccount.name).like(pattern),
-                func.lower(CustomerAccount.email).like(pattern),
+                func.lower(CustomerAccount.name).like(pattern, escape="\\"),
+                func.lower(CustomerAccount.email).like(pattern, escape="\\"),
             )
         )
     total = session.exec(select(func.count()).select_from(CustomerAccount).where(*filters)).one()
@@ -159,8 +161,8 @@ def account_overview(
 ) -> AccountOverview:
     """One account with its methods, subscriptions and invoices.
 
-    Customers get their own account (``customer_id`` ignored); partner users and
-    operators get ``customer_id`` if they may see it. Raises NotFound otherwise.
+    Without ``customer_id`` a customer gets their own account. With it, anyone gets that
+    account only if they may see it (a customer only their own). Raises NotFound otherwise.
     """
     if customer_id is None:
         account = own_account(session, user)

@@ -94,6 +94,16 @@ def test_do_failures_spread_over_more_than_15_minutes_lock_the_account(engine: E
 
 
 @pytest.mark.usefixtures("user_id")
+def test_do_five_failures_in_any_15_minutes_lock_the_account(engine: Engine) -> None:
+    # A window fixed at the first failure would reset at minute 15 and miss this burst.
+    for n in (0, 10, 12, 14, 16):
+        fail(engine, minutes(n))
+
+    with pytest.raises(AccountLocked):
+        attempt(engine, WRONG, minutes(17))
+
+
+@pytest.mark.usefixtures("user_id")
 def test_does_the_lock_expire_after_15_minutes(engine: Engine) -> None:
     for n in range(4):
         fail(engine, minutes(n))
@@ -105,7 +115,7 @@ def test_does_the_lock_expire_after_15_minutes(engine: Engine) -> None:
     user = attempt(engine, PASSWORD, minutes(19))
 
     assert user.locked_until is None
-    assert user.failed_logins == 0
+    assert user.recent_failed_logins == []
     assert user.last_login_at == minutes(19)
 
 

@@ -163,6 +163,18 @@ def test_does_the_customer_search_find_by_name_or_email_within_the_tenant(
             assert "No customers match." in page, query
 
 
+@pytest.mark.parametrize("query", ["%", "_", "\\"])
+def test_are_like_wildcards_in_a_search_matched_literally(
+    client: FlaskClient, demo: Flask, query: str
+) -> None:
+    sign_in(client, "admin@us-partner.example")
+
+    page = client.get("/partner/", query_string={"q": query}).get_data(as_text=True)
+
+    assert "No customers match." in page
+    assert "Jordan Rivera" not in page
+
+
 def test_does_an_htmx_search_return_only_the_customer_table(
     client: FlaskClient, demo: Flask
 ) -> None:

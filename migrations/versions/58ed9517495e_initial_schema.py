@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 3ba8eb4ac5d0
+Revision ID: 58ed9517495e
 Revises: 
-Create Date: 2026-11-21 05:04:40.367555
+Create Date: 2026-11-21 05:19:48.515903
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 
-revision: str = '3ba8eb4ac5d0'
+revision: str = '58ed9517495e'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -219,8 +219,7 @@ def upgrade() -> None:
     sa.Column('partner_id', sa.Integer(), nullable=True),
     sa.Column('customer_account_id', sa.Integer(), nullable=True),
     sa.Column('is_active', sa.Boolean(), nullable=False),
-    sa.Column('failed_logins', sa.Integer(), nullable=False),
-    sa.Column('first_failed_login_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('recent_failed_logins', sa.JSON(), nullable=False),
     sa.Column('locked_until', sa.DateTime(timezone=True), nullable=True),
     sa.Column('last_login_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
