@@ -31,6 +31,8 @@ class Settings:
     port: int = 5000
     sandbox_latency_ms: int = 0
     billing_on_behalf_countries: tuple[str, ...] = ("US",)
+    card_testing_limit: int = 5
+    card_testing_window_minutes: int = 10
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -59,6 +61,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         base_url=(env.get("PORTICO_BASE_URL") or f"http://127.0.0.1:{port}").rstrip("/"),
         port=port,
         sandbox_latency_ms=int(env.get("SANDBOX_LATENCY_MS") or 0),
+        card_testing_limit=int(env.get("CARD_TESTING_LIMIT") or 5),
+        card_testing_window_minutes=int(env.get("CARD_TESTING_WINDOW_MINUTES") or 10),
         billing_on_behalf_countries=tuple(
             c.strip().upper()
             for c in (env.get("BILLING_ON_BEHALF_COUNTRIES") or "US").split(",")

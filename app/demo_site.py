@@ -16,17 +16,17 @@ PAGE = """<!doctype html>
 origin than Portico ({portico}), as a real community page would be.</p>
 <section id="widget-slot">
 <h2>Support us</h2>
-<p data-testid="no-widget">No Portico widget is embedded here yet: the take-payment and
-pay-now components arrive with the widgets feature. When they do, this page embeds the demo
-partner's widget with one line:<br>
-<code>&lt;script src="{portico}/embed.js" data-widget="…" async&gt;&lt;/script&gt;</code></p>
+<p>The form below is Portico's take-payment widget, embedded with one line:<br>
+<code>&lt;script src="{portico}/embed.js" data-widget="{widget}" async&gt;&lt;/script&gt;</code></p>
+<script src="{portico}/embed.js" data-widget="{widget}" async
+  data-title="Support Harbor Community"></script>
 </section>
 </body></html>
 """
 
 
-def make_handler(portico: str) -> type[BaseHTTPRequestHandler]:
-    body = PAGE.format(portico=html.escape(portico)).encode()
+def make_handler(portico: str, widget: str = "harbor-support") -> type[BaseHTTPRequestHandler]:
+    body = PAGE.format(portico=html.escape(portico), widget=html.escape(widget)).encode()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
@@ -49,8 +49,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=5001)
     parser.add_argument("--portico", default="http://127.0.0.1:5000")
+    parser.add_argument("--widget", default="harbor-support", help="the widget key to embed")
     args = parser.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(args.portico))
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(args.portico, args.widget))
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
 

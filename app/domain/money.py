@@ -367,6 +367,22 @@ def tax_amount(net: int, rate_bp: int) -> int:
     return -magnitude if net < 0 else magnitude
 
 
+def tax_included_in(gross: int, rate_bp: int) -> int:
+    """Return the tax contained in a tax-inclusive ``gross`` amount at ``rate_bp``.
+
+    ``gross * rate / (1 + rate)`` rounded half-up, symmetric for negatives; the net part
+    is ``gross - tax_included_in(gross, rate_bp)``, so net and tax always add up to gross.
+
+    Raises:
+        InvalidInput: ``rate_bp`` is negative (field ``tax_rate``).
+    """
+    if rate_bp < 0:
+        raise InvalidInput("A tax rate cannot be negative.", "tax_rate")
+    denominator = 10_000 + rate_bp
+    magnitude = (2 * abs(gross) * rate_bp + denominator) // (2 * denominator)
+    return -magnitude if gross < 0 else magnitude
+
+
 def allocate(amount: int, parts: int) -> list[int]:
     """Split ``amount`` into ``parts`` shares that sum to it and differ by at most 1.
 

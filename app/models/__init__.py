@@ -23,9 +23,14 @@ from app.models.billing import (
     Subscription,
 )
 from app.models.notifications import OutboxMessage, OutboxStatus
+from app.models.widgets import AmountMode, DeclineRecord, PayLink, Widget
 
 __all__ = [
     "AccountStatus",
+    "AmountMode",
+    "DeclineRecord",
+    "PayLink",
+    "Widget",
     "AuditEvent",
     "CustomerAccount",
     "Invoice",

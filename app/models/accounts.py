@@ -30,6 +30,8 @@ class Partner(SQLModel, table=True):
     tax_rate_bp: int = Field(default=0)  # basis points: 1900 = 19 %
     allowed_origins: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     billing_hour: int = Field(default=3)
+    allow_partial_payments: bool = Field(default=False)
+    pay_link_days: int = Field(default=30)
     created_at: datetime = created_at()
 
 

@@ -23,6 +23,7 @@ from app.gateway.base import (
     TokenizedMethod,
 )
 from app.models import (
+    AmountMode,
     CustomerAccount,
     Invoice,
     InvoiceStatus,
@@ -34,10 +35,12 @@ from app.models import (
     Role,
     Subscription,
     User,
+    Widget,
 )
 from app.services.auth import hash_password
 from app.services.demo_data import (
     DEMO_PASSWORD,
+    DEMO_WIDGET_KEY,
     OPERATOR,
     PARTNERS,
     CustomerSpec,
@@ -194,6 +197,24 @@ def _write_partner(
     )
     session.add(partner)
     session.flush()
+    if spec.country == "US":
+        session.add(
+            Widget(
+                partner_id=partner.id,  # type: ignore[arg-type]
+                key=DEMO_WIDGET_KEY,
+                title="Support Harbor Community",
+                purpose="Your gift keeps our workshops, library and youth programs running.",
+                currency=spec.currency,
+                amount_mode=AmountMode.PAYER,
+                min_amount=500,
+                max_amount=50000,
+                accept_card=True,
+                accept_bank=True,
+                allow_one_time=True,
+                recurring_frequencies=["monthly", "annual"],
+                success_message="Thank you for supporting Harbor Community!",
+            )
+        )
     for email, name, role in spec.users:
         session.add(
             User(email=email, name=name, password_hash=password, role=role, partner_id=partner.id)

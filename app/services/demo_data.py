@@ -215,4 +215,5 @@ DE = PartnerSpec(
 )
 
 PARTNERS = (US, DE)
+DEMO_WIDGET_KEY = "harbor-support"
 OPERATOR = ("operator@example.com", "Olivia Operator")

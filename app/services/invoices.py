@@ -8,7 +8,7 @@ from datetime import date
 from sqlmodel import Session
 
 from app.domain.errors import InvalidInput
-from app.domain.money import tax_amount
+from app.domain.money import tax_amount, tax_included_in
 from app.models import CustomerAccount, Invoice, InvoiceLine, InvoiceStatus, Partner
 from app.services.numbering import next_invoice_number
 
@@ -38,10 +38,13 @@ def add_invoice(
     series: str = "INV",
     status: str = InvoiceStatus.CREATED,
     cancels_invoice_id: int | None = None,
+    prices_include_tax: bool = False,
 ) -> Invoice:
     """Add a numbered invoice with its lines to the caller's transaction (no commit).
 
-    Tax is computed per line and rounded half-up; the total is net plus tax.
+    Tax is computed per line and rounded half-up; the total is net plus tax. With
+    ``prices_include_tax`` the unit amounts are gross (what a payer chose to pay): each
+    line's tax is the tax contained in it, so the total equals the sum of the lines.
     Raises InvalidInput for an invoice without lines, a due date before the issue
     date, or a line with a quantity below 1.
     """
@@ -54,17 +57,24 @@ def add_invoice(
     for line in lines:
         if line.quantity < 1:
             raise InvalidInput("Quantity must be at least 1.", "quantity")
-        net = line.quantity * line.unit_amount
+        gross_or_net = line.quantity * line.unit_amount
+        if prices_include_tax:
+            if line.quantity != 1:
+                raise InvalidInput("Tax-inclusive lines have a quantity of 1.", "quantity")
+            line_tax = tax_included_in(gross_or_net, rate)
+            net = gross_or_net - line_tax
+        else:
+            net, line_tax = gross_or_net, tax_amount(gross_or_net, rate)
         built.append(
             InvoiceLine(
                 invoice_id=0,
                 product_id=line.product_id,
                 description=line.description,
                 quantity=line.quantity,
-                unit_amount=line.unit_amount,
+                unit_amount=net if prices_include_tax else line.unit_amount,
                 tax_rate_bp=rate,
                 amount=net,
-                tax_amount=tax_amount(net, rate),
+                tax_amount=line_tax,
             )
         )
     assert partner.id is not None and account.id is not None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from app.domain.money import format_money
+from app.domain.money import format_money, format_plain
 
 
 def _money(amount: int | None, currency: str) -> str:
@@ -28,6 +28,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(_money, "money")
     app.add_template_filter(_day, "day")
     app.add_template_filter(_label, "label")
+    app.add_template_filter(format_plain, "plain")
     _template_loader(app)
 
 

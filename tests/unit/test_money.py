@@ -353,3 +353,23 @@ def test_does_parsing_the_plain_format_give_back_the_amount(pair: tuple[int, str
 def test_does_decimal_conversion_round_trip(pair: tuple[int, str]) -> None:
     amount, currency = pair
     assert from_decimal(to_decimal(amount, currency), currency) == amount
+
+
+def test_does_tax_included_in_a_gross_amount_round_half_up() -> None:
+    from app.domain.money import tax_included_in
+
+    assert tax_included_in(5831, 1900) == 931  # 4900 net + 931 tax
+    assert tax_included_in(100, 1900) == 16  # 15.97 -> 16
+    assert tax_included_in(-5831, 1900) == -931
+    assert tax_included_in(2500, 0) == 0
+
+
+@given(st.integers(min_value=-10**9, max_value=10**9), st.integers(min_value=0, max_value=5000))
+def test_do_net_and_included_tax_add_up_to_the_gross(gross: int, rate: int) -> None:
+    from app.domain.money import tax_amount, tax_included_in
+
+    tax = tax_included_in(gross, rate)
+    net = gross - tax
+    assert net + tax == gross
+    # The included tax is the tax on the net, give or take one minor unit of rounding.
+    assert abs(tax_amount(net, rate) - tax) <= 1

@@ -35,3 +35,6 @@ def customers() -> Response:
 def customer(customer_id: int) -> Response:
     overview = account_overview(db_session(), acting_user(), customer_id)
     return render_view("partner/customer.html", overview=overview)
+
+
+from app.blueprints.partner import settings as _settings  # noqa: E402,F401  (registers the settings routes)

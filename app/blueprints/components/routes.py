@@ -1,0 +1,151 @@
+"""Embeddable components: the take-payment widget, the pay-now form and their loader.
+
+They are framed by partner pages on other origins, where third-party cookies are often
+blocked, so they use no cookie and no session: each rendered form carries a signed,
+single-use token (its CSRF defence and the payment's idempotency key). Responses allow
+framing by exactly the partner's allowed origins.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, request, send_from_directory, url_for
+from werkzeug.wrappers import Response
+
+from app.extensions import csrf, db_session, gateway
+from app.services import form_tokens, pay_links, widget_payments
+from app.services.card_testing import TooManyDeclines
+from app.services.receipts import PaymentOutcome
+from app.web.card_entry import chosen_kind, kept_values, tokenize_from_form
+from app.web.htmx import render_view
+from app.web.payer import (
+    client_address,
+    decline_limit,
+    enqueue_after_commit,
+    now_and_today,
+    settings,
+)
+from app.web.security import allow_framing_by
+
+bp = Blueprint("components", __name__)
+csrf.exempt(bp)
+
+PAYER_FIELDS = ("name", "email", "amount", "frequency", "method")
+
+
+@bp.get("/embed.js")
+def embed_js() -> Response:
+    response = send_from_directory(f"{current_app.static_folder}/js", "embed.js", max_age=300)
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+def _widget_page(
+    widget, partner, *, values=None, errors=None, outcome=None, message="", status=200
+):  # noqa: ANN001, ANN202
+    allow_framing_by(partner.allowed_origins)
+    token = form_tokens.issue(settings().secret_key, f"widget:{widget.key}")
+    return render_view(
+        "take_payment.html",
+        block="widget",
+        status=status,
+        widget=widget,
+        partner=partner,
+        token=token,
+        frequencies=widget_payments.frequency_choices(widget),
+        values=values or {"frequency": widget_payments.frequency_choices(widget)[0]},
+        errors=errors or {},
+        outcome=outcome,
+        message=message,
+        action=url_for("components.take_payment", widget_key=widget.key),
+    )
+
+
+@bp.get("/embed/take-payment/<widget_key>")
+def take_payment(widget_key: str) -> Response:
+    widget, partner = widget_payments.load_widget(db_session(), widget_key)
+    return _widget_page(widget, partner)
+
+
+@bp.post("/embed/take-payment/<widget_key>")
+def submit_take_payment(widget_key: str) -> Response:
+    session = db_session()
+    widget, partner = widget_payments.load_widget(session, widget_key)
+    form = request.form
+    values = kept_values(form, PAYER_FIELDS)
+    try:
+        token = form_tokens.verify(
+            settings().secret_key, form.get("token", ""), subject=f"widget:{widget.key}"
+        )
+    except form_tokens.FormTokenExpired as exc:
+        return _widget_page(widget, partner, values=values, message=exc.message, status=422)
+    earlier = widget_payments.replay(session, widget, token)
+    if earlier is not None:
+        return _widget_result(widget, partner, earlier, values)
+    try:
+        payer = widget_payments.validate_payer(
+            widget,
+            widget_payments.PayerInput(
+                name=form.get("name", ""),
+                email=form.get("email", ""),
+                amount=form.get("amount", ""),
+                frequency=form.get("frequency", widget_payments.ONE_TIME),
+                currency=form.get("currency", ""),
+            ),
+        )
+        kind = chosen_kind(form, accept_card=widget.accept_card, accept_bank=widget.accept_bank)
+        method = tokenize_from_form(gateway(), form, kind=kind, holder_name=payer.name)
+        now, today = now_and_today(partner.timezone)
+        outcome = widget_payments.pay(
+            session, gateway(), widget=widget, partner=partner, form=token, payer=payer,
+            method=method, client_address=client_address(), now=now, as_of=today,
+            limit=decline_limit(),
+        )  # fmt: skip
+    except widget_payments.FieldErrors as exc:
+        return _widget_page(widget, partner, values=values, errors=exc.errors, status=422)
+    except TooManyDeclines as exc:
+        return _widget_page(widget, partner, values=values, message=exc.message, status=429)
+    enqueue_after_commit(outcome.email_ids)
+    return _widget_result(widget, partner, outcome, values)
+
+
+def _widget_result(widget, partner, outcome: PaymentOutcome, values: dict[str, str]) -> Response:  # noqa: ANN001
+    if outcome.approved or outcome.status in ("pending", "unknown"):
+        return _widget_page(widget, partner, values=values, outcome=outcome)
+    # Declined or failed: the reason, the payer's non-sensitive fields, a fresh form.
+    return _widget_page(widget, partner, values=values, message=outcome.message, status=402)
+
+
+def _pay_now_page(view, *, values=None, errors=None, outcome=None, message="", status=200):  # noqa: ANN001, ANN202
+    allow_framing_by(view.partner.allowed_origins)
+    subject = f"paylink:{view.link.id}"
+    return render_view(
+        "pay_now.html",
+        block="widget",
+        status=status,
+        view=view,
+        token=form_tokens.issue(settings().secret_key, subject),
+        values=values or {},
+        errors=errors or {},
+        outcome=outcome,
+        message=message,
+        saved_methods=[],
+        action=request.path,
+        csrf=False,
+    )
+
+
+@bp.get("/embed/pay-now/<token>")
+def pay_now(token: str) -> Response:
+    now, _ = now_and_today("UTC")
+    view = pay_links.open_link(db_session(), settings().secret_key, token, now=now)
+    return _pay_now_page(view)
+
+
+@bp.post("/embed/pay-now/<token>")
+def submit_pay_now(token: str) -> Response:
+    from app.web.pay_flow import submit_invoice_payment
+
+    session = db_session()
+    now, _ = now_and_today("UTC")
+    view = pay_links.open_link(session, settings().secret_key, token, now=now)
+    return submit_invoice_payment(session, view, saved_methods=[], render=_pay_now_page)

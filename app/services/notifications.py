@@ -1,0 +1,38 @@
+"""Notification emails written as outbox rows (rendered from app/templates/email)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import render_template
+from sqlmodel import Session
+
+from app.models import OutboxMessage
+from app.services.email import add_message
+
+
+def write_email(
+    session: Session,
+    *,
+    template: str,
+    dedupe_key: str,
+    to_address: str,
+    subject: str,
+    partner_id: int | None,
+    **context: Any,
+) -> OutboxMessage:
+    """Render ``email/<template>.txt`` and ``.html`` into an outbox row (caller commits).
+
+    Needs an app context (templates). Written once per ``dedupe_key``.
+    """
+    context.setdefault("subject", subject)
+    return add_message(
+        session,
+        dedupe_key=dedupe_key,
+        kind=template,
+        to_address=to_address,
+        subject=subject,
+        text_body=render_template(f"email/{template}.txt", **context),
+        html_body=render_template(f"email/{template}.html", **context),
+        partner_id=partner_id,
+    )
