@@ -81,3 +81,48 @@ def test_is_third_party_front_end_code_kept_out_of_git() -> None:
     ignored = (ROOT / ".gitignore").read_text().splitlines()
     assert "app/static/vendor/" in ignored
     assert "node_modules/" in ignored
+
+
+def _imported_names(node) -> set[str]:  # noqa: ANN001
+    from jinja2 import nodes
+
+    names: set[str] = set()
+    for imp in node.find_all(nodes.FromImport):
+        names.update(n[1] if isinstance(n, tuple) else n for n in imp.names)
+    for imp in node.find_all(nodes.Import):
+        names.add(imp.target)
+    return names
+
+
+def test_does_every_block_import_the_macros_it_calls() -> None:
+    """A block rendered alone for htmx does not see imports made outside it."""
+    from jinja2 import Environment, nodes
+
+    env = Environment()
+    alone = {
+        name
+        for path in (ROOT / "app").rglob("*.py")
+        for name in re.findall(r'block="(\w+)"', path.read_text())
+    }
+    assert alone, "no view renders a block alone?"
+    problems = []
+    for folder in ("templates", "components"):
+        for path in (ROOT / "app" / folder).rglob("*.html"):
+            tree = env.parse(path.read_text())
+            blocks = list(tree.find_all(nodes.Block))
+            inside_blocks: set[str] = set()
+            for block in blocks:
+                inside_blocks |= _imported_names(block)
+            top_level = _imported_names(tree) - inside_blocks
+            for block in (b for b in blocks if b.name in alone):
+                called = {
+                    call.node.name
+                    for call in block.find_all(nodes.Call)
+                    if isinstance(call.node, nodes.Name)
+                }
+                missing = (called & top_level) - _imported_names(block)
+                if missing:
+                    problems.append(
+                        f"{path.relative_to(ROOT)} block {block.name}: {sorted(missing)}"
+                    )
+    assert problems == []

@@ -364,7 +364,7 @@ def test_does_tax_included_in_a_gross_amount_round_half_up() -> None:
     assert tax_included_in(2500, 0) == 0
 
 
-@given(st.integers(min_value=-10**9, max_value=10**9), st.integers(min_value=0, max_value=5000))
+@given(st.integers(min_value=-(10**9), max_value=10**9), st.integers(min_value=0, max_value=5000))
 def test_do_net_and_included_tax_add_up_to_the_gross(gross: int, rate: int) -> None:
     from app.domain.money import tax_amount, tax_included_in
 

@@ -37,4 +37,5 @@ def customer(customer_id: int) -> Response:
     return render_view("partner/customer.html", overview=overview)
 
 
+from app.blueprints.partner import invoices as _invoices  # noqa: E402,F401  (registers the invoice routes)
 from app.blueprints.partner import settings as _settings  # noqa: E402,F401  (registers the settings routes)
