@@ -37,10 +37,11 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
 
     extensions.init_app(app, settings)
 
-    from app.web import errors, security, templating
+    from app.web import compression, errors, security, templating
 
     errors.init_app(app)
     security.init_app(app)
+    compression.init_app(app)
     templating.init_app(app)
 
     from app.blueprints import register_blueprints
