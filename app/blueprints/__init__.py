@@ -24,3 +24,7 @@ def register_blueprints(app: Flask) -> None:
         portal_bp,
     ):
         app.register_blueprint(blueprint)
+    if app.config["PORTICO"].payment_gateway == "sandbox":
+        from app.blueprints.sandbox.routes import bp as sandbox_bp
+
+        app.register_blueprint(sandbox_bp)

@@ -154,6 +154,13 @@ class PaymentGateway(Protocol):
         """Turn bank account input into a reusable token. Raises PaymentMethodRejected."""
         ...
 
+    def describe_payment_method(self, token: str) -> TokenizedMethod:
+        """What the processor knows of a token made by its hosted card entry.
+
+        Raises PaymentMethodRejected (code ``unknown_token``) for a token it never issued.
+        """
+        ...
+
     def attach_payment_method(self, *, customer_ref: str, token: str) -> TokenizedMethod:
         """Attach a token to a customer for later off-session use.
 

@@ -150,6 +150,13 @@ class SandboxGateway:
         self._pause()
         return ledger.store_payment_method(self.engine, check_bank_account(account))
 
+    def describe_payment_method(self, token: str) -> TokenizedMethod:
+        """Brand, last 4 and expiry of a sandbox token (from hosted card entry).
+
+        Raises PaymentMethodRejected for a token the sandbox never issued.
+        """
+        return ledger.describe_payment_method(self.engine, token)
+
     def attach_payment_method(self, *, customer_ref: str, token: str) -> TokenizedMethod:
         """Save a token on a customer for later off-session charges.
 

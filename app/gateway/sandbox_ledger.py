@@ -157,6 +157,21 @@ def find_payment_method(session: Session, token: str) -> SandboxPaymentMethod | 
     ).first()
 
 
+def describe_payment_method(engine: Engine, token: str) -> TokenizedMethod:
+    """The stored description of an unattached ``token``.
+
+    Raises PaymentMethodRejected if unknown or already saved on a customer.
+    """
+    with Session(engine) as session:
+        method = find_payment_method(session, token)
+        # A token saved on a customer is only usable with that customer, never by bare id.
+        if method is None or method.customer_ref:
+            raise PaymentMethodRejected(
+                "unknown_token", "This payment method could not be found. Enter it again.", "number"
+            )
+        return _describe(method)
+
+
 def find_charge(session: Session, reference: str) -> SandboxCharge | None:
     """The charge or authorization with this reference, if any."""
     return session.exec(select(SandboxCharge).where(SandboxCharge.reference == reference)).first()
@@ -203,7 +218,8 @@ def attach_payment_method(engine: Engine, *, customer_ref: str, token: str) -> T
         if customer is None:
             raise PaymentMethodRejected("resource_missing", "No such customer.")
         method = find_payment_method(session, token)
-        if method is None:
+        # A token saved on a customer is only usable with that customer, never by bare id.
+        if method is None or method.customer_ref:
             raise PaymentMethodRejected("resource_missing", "No such payment method.")
         behaviour = behaviour_of(method.behaviour)
         if not behaviour.attaches:

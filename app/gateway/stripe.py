@@ -21,6 +21,7 @@ from app.gateway.base import (
     GatewayResult,
     GatewayUnavailable,
     OperationKind,
+    PaymentMethodRejected,
     TokenizedMethod,
     WebhookEvent,
     WebhookSignatureError,
@@ -122,6 +123,22 @@ class StripeGateway:
                 "billing_details": {"name": account.account_holder},
             }
         )
+
+    def describe_payment_method(self, token: str) -> TokenizedMethod:
+        """Retrieve a PaymentMethod made client-side (Payment Element) by its id.
+
+        Raises PaymentMethodRejected when Stripe does not know it, GatewayUnavailable or
+        GatewayError when Stripe cannot be asked.
+        """
+        try:
+            method = self._client.v1.payment_methods.retrieve(token)
+        except stripe.InvalidRequestError as err:
+            raise PaymentMethodRejected(
+                "unknown_token", "This payment method could not be found. Enter it again.", "number"
+            ) from err
+        except stripe.StripeError as err:
+            raise _setup_failure(err) from err
+        return _tokenized(method.to_dict())
 
     def attach_payment_method(self, *, customer_ref: str, token: str) -> TokenizedMethod:
         """Attach a PaymentMethod to a Customer so it can be charged off-session.

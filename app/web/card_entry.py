@@ -45,8 +45,13 @@ def tokenize_from_form(
 ) -> TokenizedMethod:
     """Tokenize the card or bank account posted in ``form``.
 
+    A ``payment_token`` made by the processor's hosted card entry is used as it is (the
+    processor describes it); otherwise the raw fields are tokenized here.
     Raises FieldErrors naming the form field at fault (nothing was charged or stored).
     """
+    hosted = form.get("payment_token", "").strip()
+    if hosted:
+        return _tokenize(lambda: gateway.describe_payment_method(hosted))
     if kind == "bank_account":
         routing, account = (
             form.get("routing_number", "").strip(),

@@ -37,7 +37,9 @@ def init_app(app: Flask) -> None:
             return response
         # Static files repeat, so their compressed form is cached; pages are compressed fresh.
         is_static = request.endpoint == "static" or request.path == "/embed.js"
-        response.set_data(_compressed(body) if is_static else gzip.compress(body, compresslevel=5, mtime=0))
+        response.set_data(
+            _compressed(body) if is_static else gzip.compress(body, compresslevel=5, mtime=0)
+        )
         response.headers["Content-Encoding"] = "gzip"
         etag, weak = response.get_etag()
         if etag:  # the compressed bytes are a different representation

@@ -24,7 +24,17 @@ def _label(value: object) -> str:
     return str(getattr(value, "value", value)).replace("_", " ")
 
 
+def _hosted_entry() -> dict[str, str]:
+    """The processor's hosted card-entry URL for payer forms ("" when there is none)."""
+    from flask import current_app, url_for
+
+    if current_app.config["PORTICO"].payment_gateway == "sandbox":
+        return {"hosted_entry_url": url_for("sandbox.create_token")}
+    return {"hosted_entry_url": ""}
+
+
 def init_app(app: Flask) -> None:
+    app.context_processor(_hosted_entry)
     app.add_template_filter(_money, "money")
     app.add_template_filter(_day, "day")
     app.add_template_filter(_label, "label")

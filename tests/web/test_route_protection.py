@@ -10,7 +10,9 @@ the day it is registered. Only the allow-list below may answer an anonymous requ
 - every endpoint of the blueprints ``components`` (embedded widgets, cookie-less by
   design), ``pay`` (signed payment links) and ``webhooks`` (signed processor events):
   those authenticate with a signed token or signature instead of a login, and their own
-  tests prove it.
+  tests prove it;
+- ``sandbox``: the sandbox processor's hosted card entry (card fields in, token out),
+  standing in for a processor's own servers; registered only with the sandbox gateway.
 
 Adding an endpoint to this list is a security decision: say why in the review.
 """
@@ -37,7 +39,7 @@ from tests.web.helpers import csrf_token, sign_in
 PUBLIC_ENDPOINTS = frozenset(
     {"static", "auth.login", "auth.index", "auth.logout", "health.healthz"}
 )
-PUBLIC_BLUEPRINTS = frozenset({"components", "pay", "webhooks"})
+PUBLIC_BLUEPRINTS = frozenset({"components", "pay", "webhooks", "sandbox"})
 EXPECTED_PROTECTED = {
     "operator.partners",
     "partner.customers",
