@@ -218,8 +218,7 @@ def attach_payment_method(engine: Engine, *, customer_ref: str, token: str) -> T
         if customer is None:
             raise PaymentMethodRejected("resource_missing", "No such customer.")
         method = find_payment_method(session, token)
-        # A token saved on a customer is only usable with that customer, never by bare id.
-        if method is None or method.customer_ref:
+        if method is None:
             raise PaymentMethodRejected("resource_missing", "No such payment method.")
         behaviour = behaviour_of(method.behaviour)
         if not behaviour.attaches:
