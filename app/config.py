@@ -31,6 +31,8 @@ class Settings:
     port: int = 5000
     sandbox_latency_ms: int = 0
     billing_on_behalf_countries: tuple[str, ...] = ("US",)
+    billing_chunk_size: int = 200
+    gateway_rate_per_second: int = 20
     card_testing_limit: int = 5
     card_testing_window_minutes: int = 10
     extra: dict[str, Any] = field(default_factory=dict)
@@ -61,6 +63,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         base_url=(env.get("PORTICO_BASE_URL") or f"http://127.0.0.1:{port}").rstrip("/"),
         port=port,
         sandbox_latency_ms=int(env.get("SANDBOX_LATENCY_MS") or 0),
+        billing_chunk_size=int(env.get("BILLING_CHUNK_SIZE") or 200),
+        gateway_rate_per_second=int(env.get("GATEWAY_RATE_PER_SECOND") or 20),
         card_testing_limit=int(env.get("CARD_TESTING_LIMIT") or 5),
         card_testing_window_minutes=int(env.get("CARD_TESTING_WINDOW_MINUTES") or 10),
         billing_on_behalf_countries=tuple(

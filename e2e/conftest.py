@@ -2,6 +2,11 @@
 
 The stack runs as real subprocesses on free ports, in a temporary directory:
 
+- the demo community page (``demo_url``) embeds the US partner's take-payment widget; its
+  origin is added to the partner's allowed origins through the partner settings form, as
+  a partner admin would (the seed allows only the ``make run`` origins on port 5001);
+- a second copy of that page (``blocked_url``) runs on another port whose origin is NOT
+  allowed, so browsers must refuse to frame the widget there;
 - database: a fresh private database on the PostgreSQL server named by ``DATABASE_URL``
   (created here, dropped at the end; the database in the URL itself is never touched),
   else a SQLite file in the temporary directory;
@@ -15,7 +20,9 @@ else Playwright's own download.
 from __future__ import annotations
 
 import contextlib
+import http.cookiejar
 import os
+import re
 import secrets
 import signal
 import socket
@@ -152,10 +159,16 @@ def _redis(workdir: Path) -> Iterator[str]:
 @dataclass
 class LiveStack:
     base_url: str
-    demo_url: str
+    demo_url: str  # community page on an allowed origin, embedding the widget
+    blocked_url: str  # the same page on an origin that is not allowed
     workdir: Path
     env: dict[str, str]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def database_url(self) -> str:
+        """The live stack's database, for tests that check what was written."""
+        return self.env["DATABASE_URL"]
 
     def log(self, name: str) -> str:
         path = self.workdir / f"{name}.log"
@@ -214,6 +227,26 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _allow_origin(base_url: str, origin: str) -> None:
+    """Add ``origin`` to the US partner's allowed origins with the partner settings form."""
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+
+    def form_post(page: str, action: str, fields: dict[str, str]) -> str:
+        with opener.open(base_url + page, timeout=10) as response:
+            token = re.search(r'name="csrf-token" content="([^"]+)"', response.read().decode())
+        assert token, f"no CSRF token on {page}"
+        data = urlencode({"csrf_token": token.group(1), **fields}).encode()
+        with opener.open(base_url + action, data=data, timeout=10) as response:
+            return response.read().decode()
+
+    form_post("/login", "/login", {"email": "admin@us-partner.example", "password": "portico-demo"})
+    settings = form_post("/partner/settings", "/partner/settings/origins", {"origin": origin})
+    if f"<code>{origin}</code>" not in settings:
+        pytest.fail(f"e2e: could not allow {origin} in the partner settings", pytrace=False)
+
+
 def _worker_listening(redis_url: str) -> bool:
     from redis import Redis
     from rq import Worker
@@ -245,7 +278,7 @@ def _wait_until_up(stack: LiveStack, checks: dict[str, Callable[[], bool]]) -> N
 def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
     """Portico web + RQ worker + demo community page, migrated and seeded with the demo."""
     workdir = Path(tmp_path_factory.mktemp("portico-e2e"))
-    port, demo_port = _free_port(), _free_port()
+    port, demo_port, blocked_port = _free_port(), _free_port(), _free_port()
     base_url = f"http://127.0.0.1:{port}"
     with _database(workdir) as database_url, _redis(workdir) as redis_url:
         env = {
@@ -264,7 +297,9 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
             FLASK_APP="app:create_app",
             PYTHONUNBUFFERED="1",
         )
-        stack = LiveStack(base_url, f"http://localhost:{demo_port}/", workdir, env)
+        demo_origin = f"http://localhost:{demo_port}"
+        blocked_url = f"http://localhost:{blocked_port}/"
+        stack = LiveStack(base_url, f"{demo_origin}/", blocked_url, workdir, env)
         try:
             _run_step([str(BIN / "alembic"), "upgrade", "head"], env)
             _run_step([str(BIN / "flask"), "seed-demo"], env)
@@ -278,19 +313,22 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
                 [str(BIN / "rq"), "worker", "--url", redis_url]
                 + ["-w", "app.jobs.worker.PorticoWorker", "billing", "email", "default"],
             )
-            stack.start(
-                "demo-site",
-                [sys.executable, "-m", "app.demo_site", "--port", str(demo_port)]
-                + ["--portico", base_url],
-            )
+            for name, host_port in (("demo-site", demo_port), ("blocked-site", blocked_port)):
+                stack.start(
+                    name,
+                    [sys.executable, "-m", "app.demo_site", "--port", str(host_port)]
+                    + ["--portico", base_url],
+                )
             _wait_until_up(
                 stack,
                 {
                     "GET /healthz": lambda: _answers(f"{base_url}/healthz"),
                     "RQ worker": lambda: _worker_listening(redis_url),
                     "demo community page": lambda: _answers(stack.demo_url),
+                    "host page on a blocked origin": lambda: _answers(stack.blocked_url),
                 },
             )
+            _allow_origin(base_url, demo_origin)
             yield stack
         finally:
             stack.stop()

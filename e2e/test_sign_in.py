@@ -117,17 +117,16 @@ def test_customer_search_filters_the_table_with_htmx(page: Page) -> None:
     expect(page.get_by_role("heading", level=1)).to_have_count(1)
 
 
-def test_demo_community_page_says_no_widget_yet(page: Page, live_stack: LiveStack) -> None:
+def test_demo_community_page_embeds_the_widget(page: Page, live_stack: LiveStack) -> None:
     response = page.goto(live_stack.demo_url)
 
     assert response is not None and response.ok
     assert not page.url.startswith(live_stack.base_url), "the demo page needs its own origin"
     expect(page.get_by_role("heading", level=1)).to_have_text("Harbor Community")
-    expect(page.get_by_test_id("no-widget")).to_contain_text(
-        "No Portico widget is embedded here yet"
-    )
-    expect(page.get_by_test_id("no-widget")).to_contain_text(f"{live_stack.base_url}/embed.js")
-    expect(page.locator("iframe")).to_have_count(0)
+    expect(page.locator("code")).to_contain_text(f"{live_stack.base_url}/embed.js")
+    # The payment flows through the widget are in test_widgets.py.
+    widget = page.frame_locator("iframe")
+    expect(widget.get_by_role("heading", level=1)).to_have_text("Support Harbor Community")
 
 
 def test_sign_out(page: Page) -> None:

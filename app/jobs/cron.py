@@ -1,7 +1,12 @@
-"""``rq cron app.jobs.cron``: what runs on a schedule. Later issues add their daily runs."""
+"""``rq cron app.jobs.cron``: what runs on a schedule."""
 
 from rq import cron
 
+from app.jobs.billing import reconcile_payments, start_daily_runs
 from app.jobs.maintenance import sweep_outbox
 
 cron.register(sweep_outbox, queue_name="email", interval=60)
+# Each partner's run starts at its billing hour in its own timezone; checking every few
+# minutes finds it, and the (partner, day) unique run row makes repeated checks harmless.
+cron.register(start_daily_runs, queue_name="billing", interval=300)
+cron.register(reconcile_payments, queue_name="billing", interval=300)

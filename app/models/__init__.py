@@ -23,6 +23,7 @@ from app.models.billing import (
     Subscription,
 )
 from app.models.notifications import OutboxMessage, OutboxStatus
+from app.models.runs import BillingRun, RunStatus
 from app.models.widgets import AmountMode, DeclineRecord, PayLink, Widget
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "PayLink",
     "Widget",
     "AuditEvent",
+    "BillingRun",
+    "RunStatus",
     "CustomerAccount",
     "Invoice",
     "InvoiceLine",

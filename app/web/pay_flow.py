@@ -48,8 +48,8 @@ def submit_invoice_payment(
         token = form_tokens.verify(
             settings().secret_key, form.get("token", ""), subject=form_subject(view)
         )
-    except form_tokens.FormTokenExpired as exc:
-        return render(view, values=values, message=exc.message, status=422)
+    except (form_tokens.FormTokenExpired, form_tokens.FormTokenInvalid) as exc:
+        return render(view, values=values, message=exc.message, status=exc.status_code)
     earlier = payments.find_attempt(session, token.purpose_key)
     if earlier is not None:
         outcome = outcome_for(session, payments.wait_until_settled(session, earlier.id))  # type: ignore[arg-type]

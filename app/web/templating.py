@@ -26,9 +26,10 @@ def _label(value: object) -> str:
 
 def _hosted_entry() -> dict[str, str]:
     """The processor's hosted card-entry URL for payer forms ("" when there is none)."""
-    from flask import current_app, url_for
+    from flask import current_app, has_request_context, url_for
 
-    if current_app.config["PORTICO"].payment_gateway == "sandbox":
+    # Emails are rendered with only an app context (jobs, services): no URL to build there.
+    if has_request_context() and current_app.config["PORTICO"].payment_gateway == "sandbox":
         return {"hosted_entry_url": url_for("sandbox.create_token")}
     return {"hosted_entry_url": ""}
 

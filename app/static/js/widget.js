@@ -2,7 +2,8 @@
 (function () {
   function report() {
     if (window.parent === window) return;
-    var height = document.documentElement.scrollHeight;
+    // The content height: scrollHeight never drops below the frame, so a frame could not shrink.
+    var height = Math.ceil(document.documentElement.getBoundingClientRect().height);
     window.parent.postMessage({ type: "portico:resize", height: height }, "*");
   }
   function focusResult() {
