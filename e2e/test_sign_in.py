@@ -56,7 +56,7 @@ def test_partner_admin_sees_own_customers_and_opens_one(page: Page) -> None:
         "Annual supporter plan",
         "Studio equipment installments",
     ):
-        expect(subscriptions.get_by_role("cell", name=description)).to_be_visible()
+        expect(subscriptions.get_by_role("cell", name=description, exact=True)).to_be_visible()
 
 
 def test_customer_sees_only_their_own_account(page: Page) -> None:

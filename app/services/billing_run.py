@@ -30,6 +30,7 @@ from app.services.subscription_billing import (
 )
 
 DEFAULT_CHUNK_SIZE = 200
+PROGRESS_EVERY = 20  # subscriptions between updates of the run's counters
 MAX_PERIODS_PER_SUBSCRIPTION = 400  # catch-up bound: daily schedules missing a year
 
 
@@ -99,14 +100,17 @@ def process_chunk(
 ) -> Counter[str]:
     """Charge every due period (catching up missed ones, in order) of each subscription.
 
-    Counts go onto the run row as each subscription finishes, so progress shows live.
+    Counts go onto the run row every few subscriptions, so progress shows live without
+    a write per charge.
     """
     run = session.get(BillingRun, run_id)
     assert run is not None
     as_of = run.run_date
     session.rollback()
     tally: Counter[str] = Counter()
-    for subscription_id in subscription_ids:
+    pending: Counter[str] = Counter()
+    pending_results: list[PeriodResult] = []
+    for position, subscription_id in enumerate(subscription_ids, start=1):
         results = charge_all_due(
             session,
             gateway,
@@ -117,10 +121,13 @@ def process_chunk(
             base_url=base_url,
         )
         counts = _count(results)
+        counts["processed"] += 1
         tally.update(counts)
-        _add_counts(session, run_id, counts, results)
-        if on_email:
-            on_email([i for r in results for i in r.email_ids])
+        pending.update(counts)
+        pending_results.extend(results)
+        if position % PROGRESS_EVERY == 0:
+            _flush(session, run_id, pending, pending_results, on_email)
+    _flush(session, run_id, pending, pending_results, on_email)
     session.execute(
         update(BillingRun)
         .where(col(BillingRun.id) == run_id)
@@ -154,7 +161,8 @@ def charge_all_due(
             base_url=base_url,
         )
         results.append(result)
-        if result.status != "charged":
+        # Stop without another lock round-trip when the next period is not due yet.
+        if result.status != "charged" or result.next_date is None or result.next_date > as_of:
             break
     return results
 
@@ -179,12 +187,28 @@ def _count(results: list[PeriodResult]) -> Counter[str]:
     return counts
 
 
+def _flush(
+    session: Session,
+    run_id: int,
+    counts: Counter[str],
+    results: list[PeriodResult],
+    on_email: Callable[[list[int]], None] | None,
+) -> None:
+    if counts:
+        _add_counts(session, run_id, counts, results)
+    if on_email:
+        ids = [i for r in results for i in r.email_ids]
+        if ids:
+            on_email(ids)
+    counts.clear()
+    results.clear()
+
+
 def _add_counts(
     session: Session, run_id: int, counts: Counter[str], results: list[PeriodResult]
 ) -> None:
-    names = ("charged", "declined", "unknown", "errors", "skipped", "rate_limited")
+    names = ("processed", "charged", "declined", "unknown", "errors", "skipped", "rate_limited")
     values = {name: getattr(BillingRun, name) + counts[name] for name in names if counts[name]}
-    values["processed"] = BillingRun.processed + 1
     session.execute(update(BillingRun).where(col(BillingRun.id) == run_id).values(**values))
     charged = [r for r in results if r.status == "charged"]
     if charged:
@@ -201,12 +225,19 @@ def _add_counts(
 
 
 def _finish_if_done(session: Session, run_id: int) -> None:
-    session.execute(
-        update(BillingRun)
-        .where(col(BillingRun.id) == run_id, BillingRun.chunks_done >= BillingRun.chunks)
-        .where(BillingRun.status == RunStatus.RUNNING)
-        .values(status=RunStatus.COMPLETE)
+    """Complete the run when its chunks are done, or when nothing is left due on its day.
+
+    The second case finishes a run whose chunk died with a killed worker: the resumed
+    run's chunks supersede it, so it will never count itself done.
+    """
+    run = session.get(BillingRun, run_id, populate_existing=True)
+    assert run is not None
+    finish = update(BillingRun).where(
+        col(BillingRun.id) == run_id, BillingRun.status == RunStatus.RUNNING
     )
+    if due_subscription_ids(session, partner_id=run.partner_id, as_of=run.run_date):
+        finish = finish.where(BillingRun.chunks_done >= BillingRun.chunks)
+    session.execute(finish.values(status=RunStatus.COMPLETE))
     session.commit()
 
 

@@ -44,6 +44,7 @@ class PeriodResult:
     payment_id: int | None = None
     rate_limited: int = 0
     email_ids: tuple[int, ...] = ()
+    next_date: date | None = None  # after a charge: the next period's date (None: finished)
 
 
 def _lock_subscription(session: Session, subscription_id: int) -> Subscription | None:
@@ -263,6 +264,8 @@ def finish_period(
         email_ids = apply_period_charge(session, attempt)
     elif result.status in ("declined", "error"):
         email_ids = _mark_declined(session, attempt, result, now=now, base_url=base_url)
+    sub = session.get(Subscription, attempt.subscription_id)
+    next_date = sub.next_charge_date if sub is not None else None
     session.commit()
     return PeriodResult(
         _status_word(attempt.status),
@@ -274,6 +277,7 @@ def finish_period(
         attempt.id,
         rate_limited,
         tuple(email_ids),
+        next_date,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import url_for
+from flask import flash, url_for
 from werkzeug.wrappers import Response
 
 from app.blueprints.partner.routes import bp
@@ -12,7 +12,7 @@ from app.models import Invoice
 from app.services import pay_links
 from app.services.directory import account_overview
 from app.web.auth import acting_user, partner_required
-from app.web.htmx import render_view
+from app.web.htmx import is_htmx, redirect_to, render_view
 from app.web.payer import settings
 
 
@@ -27,11 +27,15 @@ def regenerate_pay_link(invoice_id: int) -> Response:
     assert invoice is not None
     token = pay_links.token_for(settings().secret_key, link)
     new_link = {
-        "invoice": invoice,
+        "number": invoice.number,
         "url": settings().base_url + url_for("pay.pay", token=token),
         "embed_url": settings().base_url + url_for("components.pay_now", token=token),
-        "expires_at": link.expires_at,
+        "expires_on": link.expires_at.strftime("%b %-d, %Y"),
     }
+    if not is_htmx():
+        # Post/redirect/get: reloading the page must not make yet another link.
+        flash(new_link, "pay_link")
+        return redirect_to(url_for("partner.customer", customer_id=invoice.customer_account_id))
     overview = account_overview(session, user, invoice.customer_account_id)
     return render_view(
         "partner/customer.html", block="pay_link_result", overview=overview, new_link=new_link
