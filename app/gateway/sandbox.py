@@ -15,6 +15,9 @@ Failure injection (:meth:`SandboxGateway.inject`) simulates what real networks d
   :meth:`~SandboxGateway.retrieve` or a retry with the same key returns the approval;
 - ``server_error``: an HTTP 500 before anything happened (``error``, retryable);
 - ``rate_limit``: an HTTP 429 (``error``, ``rate_limited``, retryable), nothing moved.
+
+:meth:`SandboxGateway.set_request_limit` makes every money call above N per second get
+that 429, across processes, as a processor's rate limit does.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from sqlalchemy import Engine
 
 from app.clock import utcnow
 from app.gateway import sandbox_ledger as ledger
+from app.gateway import sandbox_limits as limits
 from app.gateway import sandbox_money as money
 from app.gateway import sandbox_webhooks as webhooks
 from app.gateway.base import (
@@ -54,6 +58,7 @@ from app.gateway.sandbox_webhooks import SIGNATURE_HEADER
 Failure = Literal["decline", "timeout_after_charge", "server_error", "rate_limit"]
 
 LATENCY_ENV = "SANDBOX_LATENCY_MS"
+_TOO_MANY = "Too many requests. Try again in a moment."
 
 # Method names are accepted for the operation too ("authorize" for "authorization").
 _OPERATIONS: Mapping[str, str] = {
@@ -287,8 +292,13 @@ class SandboxGateway:
         )
 
     def clear_injections(self) -> None:
-        """Forget every injected failure, used or not."""
+        """Forget every injected failure, used or not (and lift the request limit)."""
         ledger.clear_injections(self.engine)
+
+    def set_request_limit(self, per_second: int | None) -> None:
+        """Answer 429 (``rate_limited``, retryable, nothing moved) to money calls above
+        ``per_second`` in a wall-clock second, in every process; None lifts the limit."""
+        limits.set_request_limit(self.engine, per_second)
 
     # -- webhooks ------------------------------------------------------------------------
 
@@ -373,11 +383,11 @@ class SandboxGateway:
         check_currency: bool = False,
     ) -> GatewayResult:
         self._pause()
+        if not limits.admit(self.engine):
+            return money.failed_result(base, "rate_limited", _TOO_MANY)
         failure = ledger.take_injection(self.engine, base.operation)
         if failure == "rate_limit":
-            return money.failed_result(
-                base, "rate_limited", "Too many requests. Try again in a moment."
-            )
+            return money.failed_result(base, "rate_limited", _TOO_MANY)
         if failure == "server_error":
             return money.failed_result(
                 base, "server_error", "The payment processor had an error. Try again."

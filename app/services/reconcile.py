@@ -42,18 +42,25 @@ def settle(
     """Settle one open attempt from the processor's records (commits).
 
     Returns (what happened, email ids to enqueue). When the processor has no record the
-    money never moved: the attempt becomes ``error`` so its purpose may be tried afresh.
+    money never moved: the attempt becomes ``error`` with no other effect (no decline, no
+    email, the schedule untouched), so its purpose may be tried afresh.
     """
     result = payments.ask_gateway(gateway, attempt)
     if result is None:
-        result = GatewayResult(
+        nothing = GatewayResult(
             status="error",
             operation="charge",
             amount=attempt.amount,
             currency=attempt.currency,
             decline_code="not_received",
             message="The processor has no record of this payment; nothing was charged.",
+            retryable=True,
         )
+        if not payments.claim_outcome(session, attempt, nothing, now=now):
+            session.rollback()
+            return "already settled", []
+        session.commit()
+        return str(attempt.status), []
     return apply_outcome(session, attempt, result, now=now)
 
 
@@ -67,6 +74,11 @@ def apply_outcome(
 
         outcome = finish_period(session, attempt, result, now=now)
         return outcome.status, list(outcome.email_ids)
+    if source == "manual_charge":
+        from app.services.manual_charges import finish_manual_charge
+
+        manual = finish_manual_charge(session, attempt, result, now=now)
+        return manual.status, list(manual.email_ids)
     if not payments.claim_outcome(session, attempt, result, now=now):
         session.rollback()
         return "already settled", []

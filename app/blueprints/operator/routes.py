@@ -17,3 +17,6 @@ bp = Blueprint("operator", __name__, url_prefix="/operator")
 @operator_required
 def partners() -> Response:
     return render_view("operator/partners.html", rows=list_partners(db_session()))
+
+
+from app.blueprints.operator import runs as _runs  # noqa: E402,F401  (registers the billing-run pages)

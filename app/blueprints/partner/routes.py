@@ -39,3 +39,4 @@ def customer(customer_id: int) -> Response:
 
 from app.blueprints.partner import invoices as _invoices  # noqa: E402,F401  (registers the invoice routes)
 from app.blueprints.partner import settings as _settings  # noqa: E402,F401  (registers the settings routes)
+from app.blueprints.partner import subscriptions as _subscriptions  # noqa: E402,F401  (registers the subscription routes)

@@ -54,3 +54,6 @@ def submit_payment(invoice_id: int) -> Response:
     view = pay_links.invoice_view(session, acting_user(), invoice_id)
     saved = pay_links.saved_methods(session, view, acting_user())
     return submit_invoice_payment(session, view, saved_methods=saved, render=_pay_page)
+
+
+from app.blueprints.portal import billing as _billing  # noqa: E402,F401  (registers the payment-method and retry routes)
