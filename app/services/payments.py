@@ -138,6 +138,61 @@ def charge(
     )
 
 
+def authorize(
+    gateway: PaymentGateway,
+    attempt: Payment,
+    *,
+    token: str,
+    customer_ref: str = "",
+    description: str = "",
+) -> GatewayResult:
+    """Place a hold for a pending ``authorization`` attempt (no transaction open)."""
+    return gateway.authorize(
+        amount=attempt.amount,
+        currency=attempt.currency,
+        token=token,
+        customer_ref=customer_ref,
+        idempotency_key=attempt.idempotency_key,
+        description=description,
+        metadata={"attempt_id": str(attempt.id), "purpose_key": attempt.purpose_key},
+    )
+
+
+def capture(gateway: PaymentGateway, attempt: Payment, *, authorization: Payment) -> GatewayResult:
+    """Capture ``attempt.amount`` of an approved authorization (a pending ``capture`` attempt).
+
+    Raises ValueError when the authorization is not an approved authorization or the
+    amount is more than it holds.
+    """
+    _check_authorization(authorization, attempt.amount)
+    return gateway.capture(
+        reference=authorization.gateway_reference,
+        amount=attempt.amount,
+        idempotency_key=attempt.idempotency_key,
+    )
+
+
+def void(gateway: PaymentGateway, attempt: Payment, *, authorization: Payment) -> GatewayResult:
+    """Release an approved, uncaptured authorization (a pending ``void`` attempt).
+
+    Raises ValueError when ``authorization`` is not an approved authorization.
+    """
+    _check_authorization(authorization, 0)
+    return gateway.void(
+        reference=authorization.gateway_reference, idempotency_key=attempt.idempotency_key
+    )
+
+
+def _check_authorization(authorization: Payment, amount: int) -> None:
+    if (
+        authorization.kind != PaymentKind.AUTHORIZATION
+        or authorization.status != PaymentStatus.APPROVED
+    ):
+        raise ValueError("only an approved authorization can be captured or voided")
+    if amount > authorization.amount:
+        raise ValueError("cannot capture more than was authorized")
+
+
 def claim_outcome(
     session: Session, attempt: Payment, result: GatewayResult, *, now: datetime
 ) -> bool:
