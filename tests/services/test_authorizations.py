@@ -25,9 +25,14 @@ def _partner(session: Session) -> int:
 def _approved_authorization(session: Session, gateway, partner_id: int, amount: int):  # noqa: ANN001, ANN202
     token = gateway.tokenize_card(CardDetails("4242424242424242", 12, 2034, "123", "Pat")).token
     spec = payments.AttemptSpec(
-        partner_id=partner_id, purpose_key="order:1:auth:1", amount=amount, currency="USD",
-        method="card", kind=PaymentKind.AUTHORIZATION, gateway=gateway.name,
-    )  # fmt: skip
+        partner_id=partner_id,
+        purpose_key="order:1:auth:1",
+        amount=amount,
+        currency="USD",
+        method="card",
+        kind=PaymentKind.AUTHORIZATION,
+        gateway=gateway.name,
+    )
     attempt, created = payments.open_attempt(session, spec)
     assert created
     result = payments.authorize(gateway, attempt, token=token)
@@ -38,9 +43,14 @@ def _approved_authorization(session: Session, gateway, partner_id: int, amount: 
 
 def _follow_up(session: Session, partner_id: int, kind: str, key: str, amount: int):  # noqa: ANN202
     spec = payments.AttemptSpec(
-        partner_id=partner_id, purpose_key=key, amount=amount, currency="USD", method="card", kind=kind,
+        partner_id=partner_id,
+        purpose_key=key,
+        amount=amount,
+        currency="USD",
+        method="card",
+        kind=kind,
         gateway="sandbox",
-    )  # fmt: skip
+    )
     attempt, created = payments.open_attempt(session, spec)
     assert created
     return attempt
