@@ -262,7 +262,9 @@ def finish_period(
     email_ids: list[int] = []
     if result.approved:
         email_ids = apply_period_charge(session, attempt)
-    elif result.status in ("declined", "error"):
+    elif result.status == "declined" or (result.status == "error" and not result.retryable):
+        # A retryable processor error (5xx, 429) is not the customer's decline: the
+        # period stays due and the next run tries again under a new key.
         email_ids = _mark_declined(session, attempt, result, now=now, base_url=base_url)
     sub = session.get(Subscription, attempt.subscription_id)
     next_date = sub.next_charge_date if sub is not None else None
