@@ -104,6 +104,16 @@ def build_gateway(settings: Settings, engine: Engine) -> PaymentGateway:
         )
     from app.gateway.sandbox import SandboxGateway
 
+    if engine.dialect.name == "postgresql":
+        # The sandbox stands in for another company's system: its own connections, and
+        # no wait for its commits to reach disk (Portico's own commits still wait).
+        engine = create_engine(
+            engine.url,
+            pool_pre_ping=True,
+            pool_size=2,
+            max_overflow=8,
+            connect_args={"options": "-c synchronous_commit=off"},
+        )
     return SandboxGateway(engine, latency_ms=settings.sandbox_latency_ms)
 
 
