@@ -8,7 +8,6 @@ second run finds the demo partners and changes nothing.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from sqlmodel import Session, select
@@ -16,11 +15,7 @@ from sqlmodel import Session, select
 from app.clock import local_today
 from app.domain import schedule as rules
 from app.gateway.base import (
-    BankAccountDetails,
-    CardDetails,
-    GatewayResult,
     PaymentGateway,
-    TokenizedMethod,
 )
 from app.models import (
     AmountMode,
@@ -48,25 +43,11 @@ from app.services.demo_data import (
     PartnerSpec,
     SubSpec,
 )
+from app.services.demo_gateway import DemoCharge, GatewayWork, gateway_work, spec_schedule
 from app.services.invoices import LineInput, add_invoice
 from app.services.schedules import refresh_next_charge_date, schedule_of
 
 DEMO_ORIGINS = ("http://localhost:5001", "http://127.0.0.1:5001")
-
-
-@dataclass
-class _Charge:
-    amount: int
-    result: GatewayResult
-    period: date | None = None
-    idempotency_key: str = ""  # the key the gateway was called with
-
-
-@dataclass
-class _GatewayWork:
-    customer_ref: str = ""
-    method: TokenizedMethod | None = None
-    charges: dict[str, list[_Charge]] = field(default_factory=dict)
 
 
 def seed_demo(session: Session, gateway: PaymentGateway) -> bool:
@@ -81,7 +62,7 @@ def seed_demo(session: Session, gateway: PaymentGateway) -> bool:
     run = secrets.token_hex(4)
     today = {spec.slug: local_today(spec.timezone) for spec in PARTNERS}
     work = {
-        (spec.slug, cust.key): _gateway_work(gateway, run, spec, cust, today[spec.slug])
+        (spec.slug, cust.key): gateway_work(gateway, run, spec, cust, today[spec.slug])
         for spec in PARTNERS
         for cust in spec.customers
     }
@@ -95,94 +76,11 @@ def seed_demo(session: Session, gateway: PaymentGateway) -> bool:
     return True
 
 
-def _start_date(sub: SubSpec, today: date) -> date:
-    if sub.start_on_first_of_month:
-        return today.replace(day=1)
-    return today + timedelta(days=sub.start_offset)
-
-
-def _spec_schedule(sub: SubSpec, today: date) -> rules.Schedule:
-    return rules.Schedule(
-        frequency=rules.Frequency(sub.frequency),
-        start_date=_start_date(sub, today),
-        charge_day=sub.charge_day,
-        stop_rule=rules.StopRule(sub.stop_rule),
-        stop_count=sub.stop_count,
-        total_amount=sub.total,
-        manual_amount=sub.amount,
-    )
-
-
-def _gateway_work(
-    gateway: PaymentGateway, run: str, partner: PartnerSpec, cust: CustomerSpec, today: date
-) -> _GatewayWork:
-    key = f"demo-{run}-{partner.slug}-{cust.key}"
-    work = _GatewayWork()
-    work.customer_ref = gateway.create_customer(
-        email=cust.email, name=cust.name, idempotency_key=f"{key}-cus"
-    )
-    if cust.card:
-        token = gateway.tokenize_card(
-            CardDetails(
-                number=cust.card,
-                exp_month=12,
-                exp_year=today.year + 3,
-                cvc=_demo_cvc(cust.card),
-                name=cust.name,
-            )
-        )
-    elif cust.bank:
-        token = gateway.tokenize_bank_account(
-            BankAccountDetails(
-                routing_number="110000000", account_number="000123456789", account_holder=cust.name
-            )
-        )
-    else:
-        return work
-    work.method = gateway.attach_payment_method(customer_ref=work.customer_ref, token=token.token)
-
-    def charge(purpose: str, amount: int, period: date | None = None) -> _Charge:
-        idempotency_key = f"{key}-{purpose}"
-        result = gateway.charge(
-            amount=amount,
-            currency=partner.currency,
-            token=token.token,
-            customer_ref=work.customer_ref,
-            idempotency_key=idempotency_key,
-            description=f"Demo: {purpose}",
-            metadata={"purpose_key": f"demo:{cust.key}:{purpose}"},
-        )
-        return _Charge(amount, result, period, idempotency_key)
-
-    for sub in cust.subscriptions:
-        schedule = _spec_schedule(sub, today)
-        charges: list[_Charge] = []
-        if sub.decline_first:
-            charges.append(charge(f"{sub.key}-0", sub.amount, schedule.start_date))
-        elif sub.history:
-            charged = 0
-            for period in range(0, 400):
-                when = rules.next_charge_date(
-                    schedule, charged_periods=period, amount_charged=charged
-                )
-                if when is None or when > today:
-                    break
-                amount = rules.charge_amount(schedule, amount_charged=charged)
-                charges.append(charge(f"{sub.key}-{period}", amount, when))
-                charged += amount
-        work.charges[sub.key] = charges
-    for inv in cust.invoices:
-        if inv.status == "paid":
-            gross = inv.net + (inv.net * partner.tax_rate_bp + 5000) // 10000
-            work.charges[f"inv-{inv.key}"] = [charge(f"inv-{inv.key}", gross)]
-    return work
-
-
 def _write_partner(
     session: Session,
     spec: PartnerSpec,
     today: date,
-    work: dict[tuple[str, str], _GatewayWork],
+    work: dict[tuple[str, str], GatewayWork],
     password: str,
 ) -> None:
     partner = Partner(
@@ -228,7 +126,7 @@ def _write_customer(
     partner: Partner,
     cust: CustomerSpec,
     today: date,
-    work: _GatewayWork,
+    work: GatewayWork,
     password: str,
 ) -> None:
     account = CustomerAccount(
@@ -283,9 +181,9 @@ def _write_subscription(
     method: PaymentMethod | None,
     spec: SubSpec,
     today: date,
-    charges: list[_Charge],
+    charges: list[DemoCharge],
 ) -> None:
-    schedule = _spec_schedule(spec, today)
+    schedule = spec_schedule(spec, today)
     sub = Subscription(
         partner_id=partner.id,  # type: ignore[arg-type]
         customer_account_id=account.id,  # type: ignore[arg-type]
@@ -346,7 +244,7 @@ def _write_invoice(
     method: PaymentMethod | None,
     spec: InvSpec,
     today: date,
-    charges: list[_Charge],
+    charges: list[DemoCharge],
 ) -> None:
     invoice = add_invoice(
         session,
@@ -389,7 +287,7 @@ def _record_payment(
     session: Session,
     invoice: Invoice,
     method: PaymentMethod | None,
-    charge: _Charge,
+    charge: DemoCharge,
     purpose_key: str,
     subscription_id: int | None,
 ) -> None:
@@ -453,7 +351,3 @@ def _cancel(
         status=InvoiceStatus.CANCELLATION,
         cancels_invoice_id=invoice.id,
     )
-
-
-def _demo_cvc(number: str) -> str:
-    return "1234" if number.startswith(("34", "37")) else "123"

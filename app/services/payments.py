@@ -224,12 +224,12 @@ def claim_outcome(
     return True
 
 
-def wait_until_settled(session: Session, attempt_id: int, *, timeout: float = 8.0) -> Payment:
+def wait_until_settled(session: Session, attempt_id: int, *, timeout_seconds: int = 8) -> Payment:
     """Re-read an attempt until it leaves ``pending`` (another request is charging it).
 
-    Returns the attempt as it stands when settled or when ``timeout`` seconds pass.
+    Returns the attempt as it stands when settled or when ``timeout_seconds`` pass.
     """
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout_seconds
     while True:
         session.rollback()  # see other transactions' commits
         attempt = session.get(Payment, attempt_id, populate_existing=True)

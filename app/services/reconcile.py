@@ -84,7 +84,7 @@ def apply_outcome(
         return "already settled", []
     email_ids: list[int] = []
     if result.approved and source == "widget":
-        from app.services.widget_payments import apply_widget_payment
+        from app.services.widget_effects import apply_widget_payment
 
         widget = session.get(Widget, attempt.detail.get("widget_id"))
         partner = session.get(Partner, attempt.partner_id)

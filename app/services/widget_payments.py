@@ -6,32 +6,22 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import bindparam
-from sqlmodel import Session, func, select
+from sqlmodel import Session, select
 
-from app.domain import schedule as rules
 from app.domain.errors import DomainError, InvalidInput, NotFound
 from app.domain.money import format_money, parse_amount
 from app.gateway.base import GatewayResult, PaymentGateway, PaymentMethodRejected, TokenizedMethod
 from app.models import (
     AmountMode,
-    AuditEvent,
-    CustomerAccount,
-    InvoiceStatus,
     Partner,
     Payment,
-    PaymentMethod,
     PaymentStatus,
-    Subscription,
     Widget,
 )
 from app.services import card_testing, payments
 from app.services.form_tokens import FormToken
-from app.services.invoices import LineInput, add_invoice
-from app.services.notifications import write_email
-from app.services.receipts import PaymentOutcome, outcome_for, receipt_for
-from app.services.schedules import refresh_next_charge_date
-
-ONE_TIME = "once"
+from app.services.receipts import PaymentOutcome, outcome_for
+from app.services.widget_effects import ONE_TIME, apply_widget_payment, find_account
 
 
 class FieldErrors(InvalidInput):
@@ -266,19 +256,8 @@ def pay(
 
 
 def _gateway_customer_ref(session: Session, partner_id: int, email: str) -> str:
-    account = _find_account(session, partner_id, email)
+    account = find_account(session, partner_id, email)
     return account.gateway_customer_ref if account else ""
-
-
-def _find_account(session: Session, partner_id: int, email: str) -> CustomerAccount | None:
-    return session.exec(
-        select(CustomerAccount)
-        .where(
-            CustomerAccount.partner_id == partner_id,
-            func.lower(CustomerAccount.email) == email.lower(),
-        )
-        .order_by(CustomerAccount.id)
-    ).first()
 
 
 def _call_gateway(
@@ -346,140 +325,3 @@ def _finish(
     return PaymentOutcome(
         outcome.status, outcome.attempt_id, outcome.receipt, outcome.message, email_ids
     )
-
-
-def apply_widget_payment(
-    session: Session,
-    attempt: Payment,
-    widget: Widget,
-    partner: Partner,
-    customer_ref: str,
-    as_of: date,
-) -> list[int]:
-    """Every effect of an approved widget payment, in the caller's transaction.
-
-    Also used by the reconciler once it learns that an ``unknown`` attempt was approved.
-    Returns the ids of the email rows written (to enqueue after the commit).
-    """
-    detail = attempt.detail
-    email = str(detail["payer_email"])
-    account = _find_account(session, partner.id, email)  # type: ignore[arg-type]
-    if account is None:
-        account = CustomerAccount(
-            partner_id=partner.id,  # type: ignore[arg-type]
-            name=str(detail["payer_name"]),
-            email=email,
-            currency=widget.currency,
-        )
-    if customer_ref and not account.gateway_customer_ref:
-        account.gateway_customer_ref = customer_ref
-    session.add(account)
-    session.flush()
-    frequency = str(detail.get("frequency", ONE_TIME))
-    method_row = None
-    subscription = None
-    if frequency != ONE_TIME:
-        method_row = _save_method(session, account, partner, attempt)
-        subscription = _start_subscription(
-            session, account, partner, widget, attempt, method_row, as_of
-        )
-    label = widget.title if frequency == ONE_TIME else f"{widget.title} ({frequency})"
-    invoice = add_invoice(
-        session,
-        partner=partner,
-        account=account,
-        lines=[LineInput(label, 1, attempt.amount)],
-        issue_date=as_of,
-        due_date=as_of,
-        subscription_id=subscription.id if subscription else None,
-        prices_include_tax=True,
-    )
-    invoice.amount_paid = invoice.total
-    invoice.status = InvoiceStatus.PAID
-    session.add(invoice)
-    attempt.customer_account_id = account.id
-    attempt.invoice_id = invoice.id
-    attempt.subscription_id = subscription.id if subscription else None
-    attempt.payment_method_id = method_row.id if method_row else None
-    session.add(attempt)
-    session.add(
-        AuditEvent(
-            partner_id=partner.id,
-            customer_account_id=account.id,
-            actor_label=f"payer {email}",
-            action="widget.paid",
-            subject_type="payment",
-            subject_id=attempt.id,
-            detail={"widget_id": widget.id, "amount": attempt.amount, "frequency": frequency},
-        )
-    )
-    session.flush()
-    receipt = receipt_for(session, attempt, message=widget.success_message)
-    message = write_email(
-        session,
-        template="receipt",
-        dedupe_key=f"receipt:payment:{attempt.id}",
-        to_address=email,
-        subject=f"Your receipt from {partner.name}",
-        partner_id=partner.id,
-        receipt=receipt,
-    )
-    return [message.id]  # type: ignore[list-item]
-
-
-def _save_method(
-    session: Session, account: CustomerAccount, partner: Partner, attempt: Payment
-) -> PaymentMethod:
-    saved = attempt.detail["method"]
-    has_default = session.exec(
-        select(PaymentMethod.id).where(
-            PaymentMethod.customer_account_id == account.id,
-            PaymentMethod.is_default == True,  # noqa: E712
-        )
-    ).first()
-    method = PaymentMethod(
-        partner_id=partner.id,  # type: ignore[arg-type]
-        customer_account_id=account.id,  # type: ignore[arg-type]
-        gateway=attempt.gateway,
-        token=saved["token"],
-        kind=saved["kind"],
-        brand=saved.get("brand") or "",
-        last4=saved["last4"],
-        exp_month=saved.get("exp_month"),
-        exp_year=saved.get("exp_year"),
-        bank_name=saved.get("bank_name") or "",
-        holder_name=account.name,
-        is_default=has_default is None,
-    )
-    session.add(method)
-    session.flush()
-    return method
-
-
-def _start_subscription(
-    session: Session,
-    account: CustomerAccount,
-    partner: Partner,
-    widget: Widget,
-    attempt: Payment,
-    method: PaymentMethod,
-    as_of: date,
-) -> Subscription:
-    subscription = Subscription(
-        partner_id=partner.id,  # type: ignore[arg-type]
-        customer_account_id=account.id,  # type: ignore[arg-type]
-        payment_method_id=method.id,
-        description=widget.title,
-        status=rules.SubscriptionStatus.RECURRING,
-        frequency=str(attempt.detail["frequency"]),
-        currency=attempt.currency,
-        manual_amount=attempt.amount,
-        start_date=as_of,
-        stop_rule=rules.StopRule.UNENDING,
-        recurring_count=1,  # this charge is the first period
-        amount_charged=attempt.amount,
-    )
-    refresh_next_charge_date(subscription)
-    session.add(subscription)
-    session.flush()
-    return subscription
