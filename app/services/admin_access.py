@@ -1,0 +1,46 @@
+"""Partner-admin access for settings services: the admin's partner, locked, and audit."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from app.domain.errors import NotFound
+from app.models import AuditEvent, Partner, Role, User
+from app.services.tenancy import partner_id_of
+
+
+def admin_partner_id(user: User) -> int:
+    """The partner of a partner admin. Raises NotFound for every other user."""
+    if user.role != Role.PARTNER_ADMIN:
+        raise NotFound("Not found.")
+    return partner_id_of(user)
+
+
+def partner_for_update(session: Session, user: User) -> Partner:
+    """The admin's partner row, locked (PostgreSQL) so concurrent edits do not interleave."""
+    query = (
+        select(Partner)
+        .where(Partner.id == admin_partner_id(user))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    partner = session.exec(query).first()
+    if partner is None:
+        raise NotFound("Not found.")
+    return partner
+
+
+def audit(
+    session: Session, user: User, action: str, subject: str, subject_id: int | None, detail: dict
+) -> None:
+    session.add(
+        AuditEvent(
+            partner_id=user.partner_id,
+            actor_user_id=user.id,
+            actor_label=user.email,
+            action=action,
+            subject_type=subject,
+            subject_id=subject_id,
+            detail=detail,
+        )
+    )
