@@ -37,8 +37,7 @@ from app.models import (
 )
 from app.services import payments
 from app.services.invoices import LineInput, add_invoice
-from app.services.notifications import write_email
-from app.services.receipts import receipt_for
+from app.services.notifications import write_receipt
 from app.services.schedules import schedule_of
 from app.services.subscription_access import (
     lock_in_transaction,
@@ -300,16 +299,9 @@ def apply_manual_charge(session: Session, attempt: Payment) -> list[int]:
     store_next(sub)
     session.add(sub)
     session.flush()
-    message = write_email(
-        session,
-        template="receipt",
-        dedupe_key=f"receipt:payment:{attempt.id}",
-        to_address=account.billing_email or account.email,
-        subject=f"Your receipt from {partner.name}",
-        partner_id=partner.id,
-        receipt=receipt_for(session, attempt),
+    return write_receipt(
+        session, attempt, to_address=account.billing_email or account.email, partner=partner
     )
-    return [message.id] if message.id is not None else []
 
 
 def manual_outcome(

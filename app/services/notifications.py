@@ -7,7 +7,7 @@ from typing import Any
 from flask import render_template
 from sqlmodel import Session
 
-from app.models import OutboxMessage
+from app.models import OutboxMessage, Partner, Payment
 from app.services.email import add_message
 
 
@@ -36,3 +36,25 @@ def write_email(
         html_body=render_template(f"email/{template}.html", **context),
         partner_id=partner_id,
     )
+
+
+def write_receipt(
+    session: Session, payment: Payment, *, to_address: str, partner: Partner, message: str = ""
+) -> list[int]:
+    """Write the receipt email of an approved payment (caller commits); returns its row id.
+
+    Written once per payment, whichever path approved it (widget, pay link, billing run,
+    manual charge, reconciler).
+    """
+    from app.services.receipts import receipt_for
+
+    row = write_email(
+        session,
+        template="receipt",
+        dedupe_key=f"receipt:payment:{payment.id}",
+        to_address=to_address,
+        subject=f"Your receipt from {partner.name}",
+        partner_id=partner.id,
+        receipt=receipt_for(session, payment, message=message),
+    )
+    return [row.id] if row.id is not None else []

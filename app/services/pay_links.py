@@ -28,8 +28,8 @@ from app.models import (
 )
 from app.services import card_testing, payments
 from app.services.form_tokens import FormToken
-from app.services.notifications import write_email
-from app.services.receipts import PaymentOutcome, outcome_for, receipt_for
+from app.services.notifications import write_email, write_receipt
+from app.services.receipts import PaymentOutcome, outcome_for
 from app.services.tenancy import owned
 
 PAYABLE = (InvoiceStatus.CREATED, InvoiceStatus.OVERDUE)
@@ -363,14 +363,6 @@ def apply_invoice_payment(session: Session, attempt: Payment) -> list[int]:
         invoice.status = InvoiceStatus.PAID
     session.add(invoice)
     session.flush()
-    receipt = receipt_for(session, attempt)
-    message = write_email(
-        session,
-        template="receipt",
-        dedupe_key=f"receipt:payment:{attempt.id}",
-        to_address=invoice.billing_email or account.email,
-        subject=f"Your receipt from {partner.name}",
-        partner_id=partner.id,
-        receipt=receipt,
+    return write_receipt(
+        session, attempt, to_address=invoice.billing_email or account.email, partner=partner
     )
-    return [message.id]  # type: ignore[list-item]

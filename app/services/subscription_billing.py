@@ -22,8 +22,7 @@ from app.gateway.base import GatewayResult, PaymentGateway
 from app.models import CustomerAccount, Partner, Payment, PaymentMethod, PaymentStatus, Subscription
 from app.services import payments
 from app.services.invoices import LineInput, add_invoice
-from app.services.notifications import write_email
-from app.services.receipts import receipt_for
+from app.services.notifications import write_email, write_receipt
 from app.services.schedules import refresh_next_charge_date, schedule_of
 
 MAX_RATE_LIMIT_RETRIES = 6
@@ -322,16 +321,9 @@ def apply_period_charge(session: Session, attempt: Payment) -> list[int]:
     refresh_next_charge_date(sub)
     session.add(sub)
     session.flush()
-    message = write_email(
-        session,
-        template="receipt",
-        dedupe_key=f"receipt:payment:{attempt.id}",
-        to_address=account.billing_email or account.email,
-        subject=f"Your receipt from {partner.name}",
-        partner_id=partner.id,
-        receipt=receipt_for(session, attempt),
+    return write_receipt(
+        session, attempt, to_address=account.billing_email or account.email, partner=partner
     )
-    return [message.id]  # type: ignore[list-item]
 
 
 def _mark_declined(

@@ -22,8 +22,7 @@ from app.models import (
     Widget,
 )
 from app.services.invoices import LineInput, add_invoice
-from app.services.notifications import write_email
-from app.services.receipts import receipt_for
+from app.services.notifications import write_receipt
 from app.services.schedules import refresh_next_charge_date
 
 ONE_TIME = "once"
@@ -109,17 +108,9 @@ def apply_widget_payment(
         )
     )
     session.flush()
-    receipt = receipt_for(session, attempt, message=widget.success_message)
-    message = write_email(
-        session,
-        template="receipt",
-        dedupe_key=f"receipt:payment:{attempt.id}",
-        to_address=email,
-        subject=f"Your receipt from {partner.name}",
-        partner_id=partner.id,
-        receipt=receipt,
+    return write_receipt(
+        session, attempt, to_address=email, partner=partner, message=widget.success_message
     )
-    return [message.id]  # type: ignore[list-item]
 
 
 def _save_method(
