@@ -33,6 +33,8 @@ class Settings:
     billing_on_behalf_countries: tuple[str, ...] = ("US",)
     billing_chunk_size: int = 200
     gateway_rate_per_second: int = 20
+    billing_gateway_threads: int = 8
+    billing_batch_size: int = 100
     card_testing_limit: int = 5
     card_testing_window_minutes: int = 10
     extra: dict[str, Any] = field(default_factory=dict)
@@ -65,6 +67,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         sandbox_latency_ms=int(env.get("SANDBOX_LATENCY_MS") or 0),
         billing_chunk_size=int(env.get("BILLING_CHUNK_SIZE") or 200),
         gateway_rate_per_second=int(env.get("GATEWAY_RATE_PER_SECOND") or 20),
+        billing_gateway_threads=max(1, int(env.get("BILLING_GATEWAY_THREADS") or 8)),
+        billing_batch_size=max(1, int(env.get("BILLING_BATCH_SIZE") or 100)),
         card_testing_limit=int(env.get("CARD_TESTING_LIMIT") or 5),
         card_testing_window_minutes=int(env.get("CARD_TESTING_WINDOW_MINUTES") or 10),
         billing_on_behalf_countries=tuple(

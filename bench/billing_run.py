@@ -205,7 +205,7 @@ def _measure(url: str, redis_url: str, workers: int, count: int, args: argparse.
         DATABASE_URL=url,
         REDIS_URL=redis_url,
         SANDBOX_LATENCY_MS=str(args.latency_ms),
-        GATEWAY_RATE_PER_SECOND=str(int(args.rate * 0.92) if args.rate else 1000000),
+        GATEWAY_RATE_PER_SECOND=str(args.rate - 1 if args.rate else 1000000),
         BILLING_CHUNK_SIZE=str(args.chunk),
     )
     os.environ.update(env)

@@ -19,8 +19,9 @@ def _limiter():  # noqa: ANN202
 
     res = resources()
     rate = _settings().gateway_rate_per_second
-    # A small burst keeps any one second under the processor's per-second limit.
-    return TokenBucket(res.redis, "gateway", rate=rate, burst=max(1, rate // 5)).acquire
+    # A burst of one keeps every one-second window at most rate + 1 requests, so a limit
+    # one below the processor's never meets its 429s, even right after an idle spell.
+    return TokenBucket(res.redis, "gateway", rate=rate, burst=1).acquire
 
 
 def enqueue_run(partner_id: int, run_date: date) -> int:
@@ -68,6 +69,8 @@ def run_chunk(run_id: int, subscription_ids: list[int]) -> dict[str, int]:
             acquire=_limiter(),
             base_url=_settings().base_url,
             on_email=_enqueue_quietly,
+            threads=_settings().billing_gateway_threads,
+            batch_size=_settings().billing_batch_size,
         )
     return dict(tally)
 

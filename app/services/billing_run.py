@@ -9,7 +9,7 @@ period twice.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 from app.domain import schedule as rules
 from app.gateway.base import PaymentGateway
 from app.models import BillingRun, Partner, PaymentMethod, RunStatus, Subscription
+from app.services.billing_batch import charge_batch
 from app.services.schedules import schedule_of
 from app.services.subscription_billing import (
     Acquire,
@@ -30,7 +31,7 @@ from app.services.subscription_billing import (
 )
 
 DEFAULT_CHUNK_SIZE = 200
-PROGRESS_EVERY = 20  # subscriptions between updates of the run's counters
+BATCH_SIZE = 100  # subscriptions claimed together; the run's counters move after each
 MAX_PERIODS_PER_SUBSCRIPTION = 400  # catch-up bound: daily schedules missing a year
 
 
@@ -97,37 +98,37 @@ def process_chunk(
     acquire: Acquire | None = None,
     base_url: str = "",
     on_email: Callable[[list[int]], None] | None = None,
+    threads: int = 1,
+    batch_size: int = BATCH_SIZE,
 ) -> Counter[str]:
     """Charge every due period (catching up missed ones, in order) of each subscription.
 
-    Counts go onto the run row every few subscriptions, so progress shows live without
-    a write per charge.
+    Subscriptions go in batches (:mod:`app.services.billing_batch`); the counts go onto
+    the run row after each batch, so progress shows live without a write per charge.
+    ``batch_size`` subscriptions are claimed together and ``threads`` processor calls of a
+    batch may be in flight at once.
     """
     run = session.get(BillingRun, run_id)
     assert run is not None
     as_of = run.run_date
     session.rollback()
     tally: Counter[str] = Counter()
-    pending: Counter[str] = Counter()
-    pending_results: list[PeriodResult] = []
-    for position, subscription_id in enumerate(subscription_ids, start=1):
-        results = charge_all_due(
-            session,
-            gateway,
-            subscription_id,
-            as_of=as_of,
-            now=now,
-            acquire=acquire,
-            base_url=base_url,
-        )
-        counts = _count(results)
-        counts["processed"] += 1
+    ids = list(subscription_ids)
+    for start in range(0, len(ids), batch_size):
+        batch = ids[start : start + batch_size]
+        by_subscription = charge_together(
+            session, gateway, batch, as_of=as_of, now=now, acquire=acquire,
+            base_url=base_url, threads=threads,
+        )  # fmt: skip
+        counts: Counter[str] = Counter()
+        results: list[PeriodResult] = []
+        for subscription_id in batch:
+            own = by_subscription.get(subscription_id, [])
+            counts.update(_count(own))
+            counts["processed"] += 1
+            results.extend(own)
         tally.update(counts)
-        pending.update(counts)
-        pending_results.extend(results)
-        if position % PROGRESS_EVERY == 0:
-            _flush(session, run_id, pending, pending_results, on_email)
-    _flush(session, run_id, pending, pending_results, on_email)
+        _flush(session, run_id, counts, results, on_email)
     session.execute(
         update(BillingRun)
         .where(col(BillingRun.id) == run_id)
@@ -136,6 +137,51 @@ def process_chunk(
     session.commit()
     _finish_if_done(session, run_id)
     return tally
+
+
+def charge_together(
+    session: Session,
+    gateway: PaymentGateway,
+    subscription_ids: list[int],
+    *,
+    as_of: date,
+    now: datetime,
+    acquire: Acquire | None = None,
+    base_url: str = "",
+    threads: int = 1,
+) -> dict[int, list[PeriodResult]]:
+    """Charge the due periods of many subscriptions; their results, by subscription.
+
+    Each round charges one period per subscription in a batch; subscriptions still due
+    (missed days) go round again, so periods are charged in order. Those the batch leaves
+    (an attempt already exists for the period, no method, nothing owed) are charged one
+    at a time.
+    """
+    results: dict[int, list[PeriodResult]] = defaultdict(list)
+    pending = subscription_ids
+    for _ in range(MAX_PERIODS_PER_SUBSCRIPTION):
+        if not pending:
+            break
+        outcome = charge_batch(
+            session, gateway, pending, as_of=as_of, now=now, acquire=acquire,
+            base_url=base_url, threads=threads,
+        )  # fmt: skip
+        for result in outcome.results:
+            results[result.subscription_id].append(result)
+        for subscription_id in outcome.one_at_a_time:
+            results[subscription_id].extend(
+                charge_all_due(
+                    session,
+                    gateway,
+                    subscription_id,
+                    as_of=as_of,
+                    now=now,
+                    acquire=acquire,
+                    base_url=base_url,
+                )  # fmt: skip
+            )
+        pending = outcome.still_due
+    return results
 
 
 def charge_all_due(

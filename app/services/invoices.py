@@ -23,7 +23,28 @@ class LineInput:
 
 def tax_rate_for(account: CustomerAccount, partner: Partner) -> int:
     """The account's own tax rate (basis points) if set, else the partner's."""
-    return partner.tax_rate_bp if account.tax_rate_bp is None else account.tax_rate_bp
+    return effective_tax_rate(account.tax_rate_bp, partner.tax_rate_bp)
+
+
+def effective_tax_rate(account_rate_bp: int | None, partner_rate_bp: int) -> int:
+    """The account's own rate when it has one, else the partner's (basis points)."""
+    return partner_rate_bp if account_rate_bp is None else account_rate_bp
+
+
+def line_amounts(
+    quantity: int, unit_amount: int, rate_bp: int, *, prices_include_tax: bool
+) -> tuple[int, int, int]:
+    """A line's (stored unit amount, net amount, tax), tax rounded half-up.
+
+    With ``prices_include_tax`` the unit amount is gross and the tax is the part of it
+    that is tax (the stored unit amount is then the net one).
+    """
+    gross_or_net = quantity * unit_amount
+    if prices_include_tax:
+        line_tax = tax_included_in(gross_or_net, rate_bp)
+        net = gross_or_net - line_tax
+        return net, net, line_tax
+    return unit_amount, gross_or_net, tax_amount(gross_or_net, rate_bp)
 
 
 def add_invoice(
@@ -57,21 +78,18 @@ def add_invoice(
     for line in lines:
         if line.quantity < 1:
             raise InvalidInput("Quantity must be at least 1.", "quantity")
-        gross_or_net = line.quantity * line.unit_amount
-        if prices_include_tax:
-            if line.quantity != 1:
-                raise InvalidInput("Tax-inclusive lines have a quantity of 1.", "quantity")
-            line_tax = tax_included_in(gross_or_net, rate)
-            net = gross_or_net - line_tax
-        else:
-            net, line_tax = gross_or_net, tax_amount(gross_or_net, rate)
+        if prices_include_tax and line.quantity != 1:
+            raise InvalidInput("Tax-inclusive lines have a quantity of 1.", "quantity")
+        unit, net, line_tax = line_amounts(
+            line.quantity, line.unit_amount, rate, prices_include_tax=prices_include_tax
+        )
         built.append(
             InvoiceLine(
                 invoice_id=0,
                 product_id=line.product_id,
                 description=line.description,
                 quantity=line.quantity,
-                unit_amount=net if prices_include_tax else line.unit_amount,
+                unit_amount=unit,
                 tax_rate_bp=rate,
                 amount=net,
                 tax_amount=line_tax,

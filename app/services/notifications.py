@@ -25,16 +25,25 @@ def write_email(
 
     Needs an app context (templates). Written once per ``dedupe_key``.
     """
-    context.setdefault("subject", subject)
+    text_body, html_body = render_email(template, subject=subject, **context)
     return add_message(
         session,
         dedupe_key=dedupe_key,
         kind=template,
         to_address=to_address,
         subject=subject,
-        text_body=render_template(f"email/{template}.txt", **context),
-        html_body=render_template(f"email/{template}.html", **context),
+        text_body=text_body,
+        html_body=html_body,
         partner_id=partner_id,
+    )
+
+
+def render_email(template: str, *, subject: str, **context: Any) -> tuple[str, str]:
+    """The (plain text, HTML) bodies of ``email/<template>`` (needs an app context)."""
+    context.setdefault("subject", subject)
+    return (
+        render_template(f"email/{template}.txt", **context),
+        render_template(f"email/{template}.html", **context),
     )
 
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -48,6 +48,21 @@ class AttemptSpec:
     period_date: date | None = None
     gateway: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+class AttemptRef(Protocol):
+    """What a processor call needs of an attempt (a Payment row, or a batch's copy of one)."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def purpose_key(self) -> str: ...
+    @property
+    def idempotency_key(self) -> str: ...
+    @property
+    def amount(self) -> int: ...
+    @property
+    def currency(self) -> str: ...
 
 
 def idempotency_key_for(purpose_key: str) -> str:
@@ -117,7 +132,7 @@ def open_attempt(
 
 def charge(
     gateway: PaymentGateway,
-    attempt: Payment,
+    attempt: AttemptRef,
     *,
     token: str,
     customer_ref: str = "",

@@ -252,7 +252,7 @@ def finish_period(
         settled = session.get(Payment, attempt.id, populate_existing=True)
         assert settled is not None
         return PeriodResult(
-            _status_word(settled.status),
+            status_word(settled.status),
             sub_id,
             settled.period_date,
             settled.amount,
@@ -264,12 +264,12 @@ def finish_period(
     elif result.status == "declined" or (result.status == "error" and not result.retryable):
         # A retryable processor error (5xx, 429) is not the customer's decline: the
         # period stays due and the next run tries again under a new key.
-        email_ids = _mark_declined(session, attempt, result, now=now, base_url=base_url)
+        email_ids = record_decline(session, attempt, result, now=now, base_url=base_url)
     sub = session.get(Subscription, attempt.subscription_id)
     next_date = sub.next_charge_date if sub is not None else None
     session.commit()
     return PeriodResult(
-        _status_word(attempt.status),
+        status_word(attempt.status),
         sub_id,
         attempt.period_date,
         attempt.amount,
@@ -282,7 +282,8 @@ def finish_period(
     )
 
 
-def _status_word(status: str) -> str:
+def status_word(status: str) -> str:
+    """The result word for an attempt's status (approved is "charged")."""
     return {PaymentStatus.APPROVED: "charged", PaymentStatus.PENDING: "in_progress"}.get(
         status, status
     )
@@ -326,9 +327,13 @@ def apply_period_charge(session: Session, attempt: Payment) -> list[int]:
     )
 
 
-def _mark_declined(
+def record_decline(
     session: Session, attempt: Payment, result: GatewayResult, *, now: datetime, base_url: str
 ) -> list[int]:
+    """Put the attempt's subscription in ``error`` and email the customer and the partner.
+
+    In the caller's transaction (no commit); returns the email row ids.
+    """
     sub = session.get(Subscription, attempt.subscription_id, populate_existing=True)
     assert sub is not None
     account = session.get(CustomerAccount, sub.customer_account_id)

@@ -114,6 +114,9 @@ def _worker(log: Path, database_url: str, redis_url: str, *, burst: bool) -> sub
         "PAYMENT_GATEWAY": "sandbox",
         "SANDBOX_LATENCY_MS": "20",
         "GATEWAY_RATE_PER_SECOND": "500",
+        # Small batches, one call at a time: each kill lands between, or inside, batches.
+        "BILLING_BATCH_SIZE": "10",
+        "BILLING_GATEWAY_THREADS": "1",
     }
     rq = str(Path(sys.executable).with_name("rq"))
     command = [rq, "worker", "--url", redis_url, "-w", "app.jobs.worker.PorticoWorker"]

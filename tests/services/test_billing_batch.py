@@ -1,0 +1,270 @@
+"""The billing run's batch path: a few statements per batch, the same outcomes as one at a
+time, and every unusual subscription still handled (ARCHITECTURE §1, §2)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import event
+from sqlmodel import Session, select
+
+from app.clock import utcnow
+from app.gateway.base import GatewayResult
+from app.models import (
+    Invoice,
+    InvoiceLine,
+    OutboxMessage,
+    Payment,
+    PaymentMethod,
+    PaymentStatus,
+    Subscription,
+)
+from app.services import payments
+from app.services.billing_batch import BatchOutcome, apply_answers, charge_batch, claim, send_all
+from app.services.billing_run import charge_together
+from app.services.reconcile import settle
+from tests.services.billing_helpers import (
+    DECLINES_WHEN_CHARGED,
+    add_subscription,
+    approved_recurring,
+    assert_ledger_matches_processor,
+    at_three,
+    due_customers,
+    make_customer,
+    make_partner,
+    sandbox,
+)
+
+DAY = date(2031, 3, 10)
+
+
+@contextmanager
+def portico_statements(session: Session) -> Iterator[list[str]]:
+    """The SQL Portico itself sends on ``session``'s engine (the sandbox's own is left out:
+    it plays the processor)."""
+    seen: list[str] = []
+    engine = session.get_bind()
+
+    def count(_conn, _cursor, statement, _params, _context, _many) -> None:  # noqa: ANN001
+        if "sandbox" not in statement:
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def _batch_statements(app, db_session, count: int, slug: str) -> int:  # noqa: ANN001
+    gateway = sandbox(app)
+    with app.app_context():
+        partner = make_partner(db_session, slug)
+        subs = due_customers(db_session, gateway, partner, count, due=DAY)
+        with portico_statements(db_session) as seen:
+            outcome = charge_batch(
+                db_session, gateway, [s.id for s in subs], as_of=DAY, now=at_three(DAY)
+            )
+    assert [r.status for r in outcome.results] == ["charged"] * count
+    return len(seen)
+
+
+def test_does_a_batch_send_the_same_statements_for_five_subscriptions_as_for_forty(
+    app, db_session
+) -> None:
+    few = _batch_statements(app, db_session, 5, "few")
+    many = _batch_statements(app, db_session, 40, "many")
+    assert few == many
+    assert many <= 20  # claim, answers and every effect, whatever the batch's size
+
+
+def test_does_a_batch_charge_each_period_once_with_a_paid_invoice_and_a_receipt(
+    app, db_session
+) -> None:
+    gateway = sandbox(app)
+    with app.app_context():
+        partner = make_partner(db_session)
+        subs = due_customers(db_session, gateway, partner, 6, due=DAY)
+        outcome = charge_batch(
+            db_session, gateway, [s.id for s in subs], as_of=DAY, now=at_three(DAY)
+        )
+    assert outcome.one_at_a_time == [] and outcome.still_due == []
+    charged = approved_recurring(db_session)
+    assert [(p.subscription_id, p.period_date, p.amount) for p in charged] == [
+        (s.id, DAY, 1000 + i) for i, s in enumerate(subs)
+    ]
+    invoices = db_session.exec(select(Invoice).order_by(Invoice.sequence)).all()
+    assert [i.number for i in invoices] == [f"INV-{partner.id:03d}-{n:06d}" for n in range(1, 7)]
+    assert {i.status for i in invoices} == {"paid"}
+    assert all(i.amount_paid == i.total for i in invoices)
+    assert {p.invoice_id for p in charged} == {i.id for i in invoices}
+    lines = db_session.exec(select(InvoiceLine)).all()
+    assert sorted(line.amount for line in lines) == [1000 + i for i in range(6)]
+    assert {line.description for line in lines} == {"Membership — Mar 10, 2031"}
+    receipts = db_session.exec(select(OutboxMessage).where(OutboxMessage.kind == "receipt")).all()
+    assert sorted(r.dedupe_key for r in receipts) == sorted(
+        f"receipt:payment:{p.id}" for p in charged
+    )
+    first = next(r for r in receipts if r.dedupe_key == f"receipt:payment:{charged[0].id}")
+    assert "$10.00" in first.text_body and invoices[0].number in first.text_body
+    assert "Apr 10, 2031" in first.text_body  # the next charge, after the schedule moved
+    for sub in subs:
+        db_session.refresh(sub)
+        assert (sub.recurring_count, sub.next_charge_date) == (1, date(2031, 4, 10))
+    assert_ledger_matches_processor(db_session, gateway)
+
+
+def test_does_a_batch_leave_the_unusual_subscriptions_to_the_one_at_a_time_path(
+    app, db_session
+) -> None:
+    gateway = sandbox(app)
+    with app.app_context():
+        partner = make_partner(db_session)
+        regular = due_customers(db_session, gateway, partner, 2, due=DAY)
+        account, method = make_customer(db_session, gateway, partner, "Pending Pat")
+        pending = add_subscription(db_session, account, method, frequency="monthly", start_date=DAY)
+        # A period whose attempt is already open (a person pressed "Charge now" for it).
+        payments.open_attempt(
+            db_session,
+            payments.AttemptSpec(
+                partner_id=partner.id,  # type: ignore[arg-type]
+                purpose_key=f"sub:{pending.id}:{DAY.isoformat()}:1",
+                amount=1000,
+                currency="USD",
+                method="card",
+                customer_account_id=account.id,
+                payment_method_id=method.id,
+                subscription_id=pending.id,
+                is_recurring=True,
+                period_date=DAY,
+            ),
+        )
+        declining_account, declining = make_customer(
+            db_session, gateway, partner, "Declined Dee", DECLINES_WHEN_CHARGED
+        )
+        declined = add_subscription(
+            db_session, declining_account, declining, frequency="monthly", start_date=DAY
+        )
+        behind = add_subscription(
+            db_session, account, method, frequency="weekly", start_date=DAY - timedelta(days=14)
+        )
+        later = add_subscription(
+            db_session, account, method, frequency="monthly", start_date=DAY + timedelta(days=3)
+        )
+        ids = [s.id for s in (*regular, pending, declined, behind, later)]
+        # Now (not the day's 03:00) so the open attempt is fresh, not a dead worker's.
+        by_sub = charge_together(db_session, gateway, ids, as_of=DAY, now=utcnow())
+
+    def words(sub: Subscription) -> list[str]:
+        return [r.status for r in by_sub[sub.id]]  # type: ignore[index]
+
+    assert words(regular[0]) == words(regular[1]) == ["charged"]
+    assert words(pending) == ["in_progress"]  # its fresh attempt belongs to someone else
+    assert words(declined) == ["declined"]
+    assert words(behind) == ["charged", "charged", "charged"]  # three weeks, in order
+    assert [r.period for r in by_sub[behind.id]] == [  # type: ignore[index]
+        DAY - timedelta(days=14),
+        DAY - timedelta(days=7),
+        DAY,
+    ]
+    assert words(later) == ["not_due"]
+    db_session.refresh(declined)
+    assert declined.status == "error" and "declined" in declined.last_error
+    failed = db_session.exec(
+        select(OutboxMessage).where(OutboxMessage.kind == "payment_failed")
+    ).all()
+    assert len(failed) == 2  # the customer and the partner
+    assert set(by_sub[declined.id][0].email_ids) == {m.id for m in failed}  # type: ignore[index]
+
+
+class Exploding:
+    """A processor whose connection breaks for one token (what a network error looks like
+    to the caller); every other call goes to the real sandbox."""
+
+    def __init__(self, inner, bad_token: str) -> None:  # noqa: ANN001
+        self.inner, self.bad_token, self.name = inner, bad_token, inner.name
+
+    def charge(self, **kwargs) -> GatewayResult:  # noqa: ANN003
+        if kwargs["token"] == self.bad_token:
+            raise ConnectionError("connection reset by peer")
+        return self.inner.charge(**kwargs)
+
+    def retrieve(self, **kwargs) -> GatewayResult | None:  # noqa: ANN003
+        return self.inner.retrieve(**kwargs)
+
+
+def test_does_a_call_that_raises_leave_its_attempt_pending_and_the_rest_applied(
+    app, db_session
+) -> None:
+    gateway = sandbox(app)
+    with app.app_context():
+        partner = make_partner(db_session)
+        subs = due_customers(db_session, gateway, partner, 3, due=DAY)
+        method = db_session.get(PaymentMethod, subs[1].payment_method_id)
+        assert method is not None
+        outcome = charge_batch(
+            db_session,
+            Exploding(gateway, method.token),  # type: ignore[arg-type]
+            [s.id for s in subs],
+            as_of=DAY,
+            now=at_three(DAY),
+        )
+        words = {r.subscription_id: r.status for r in outcome.results}
+        assert [words[s.id] for s in subs] == ["charged", "error", "charged"]  # type: ignore[index]
+        stuck = db_session.exec(select(Payment).where(Payment.subscription_id == subs[1].id)).one()
+        assert stuck.status == PaymentStatus.PENDING
+        # Later the reconciler asks the processor, which never saw the call: the attempt
+        # becomes an error and the period stays due for the next run, uncharged.
+        status, _ = settle(db_session, gateway, stuck, now=utcnow() + timedelta(minutes=10))
+        assert status == "error"
+        db_session.refresh(subs[1])
+        assert subs[1].next_charge_date == DAY and subs[1].recurring_count == 0
+        again = charge_together(db_session, gateway, [subs[1].id], as_of=DAY, now=at_three(DAY))
+    assert [r.status for r in again[subs[1].id]] == ["charged"]  # type: ignore[index]
+    assert len(approved_recurring(db_session)) == 3
+    assert_ledger_matches_processor(db_session, gateway)
+
+
+def test_is_an_answer_the_reconciler_applied_first_not_applied_again(app, db_session) -> None:
+    gateway = sandbox(app)
+    with app.app_context():
+        partner = make_partner(db_session)
+        subs = due_customers(db_session, gateway, partner, 2, due=DAY)
+        outcome = BatchOutcome()
+        claimed = claim(
+            db_session, [s.id for s in subs], as_of=DAY, outcome=outcome, gateway=gateway
+        )
+        answers = send_all(gateway, claimed, acquire=None, threads=1)
+        # The worker stalls after the processor answered; the reconciler gets there first.
+        first = db_session.get(Payment, claimed[0].id)
+        assert first is not None
+        settle(db_session, gateway, first, now=utcnow() + timedelta(minutes=10))
+        results = apply_answers(db_session, claimed, answers, now=at_three(DAY))
+    assert sorted(r.status for r in results) == ["charged", "charged"]
+    invoices = db_session.exec(select(Invoice)).all()
+    assert sorted(i.subscription_id for i in invoices) == sorted(s.id for s in subs)  # one each
+    receipts = db_session.exec(select(OutboxMessage).where(OutboxMessage.kind == "receipt")).all()
+    assert len(receipts) == 2
+    for sub in subs:
+        db_session.refresh(sub)
+        assert sub.recurring_count == 1
+    assert_ledger_matches_processor(db_session, gateway)
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_do_threads_keep_answers_with_their_own_attempts(app, db_session, threads: int) -> None:
+    gateway = sandbox(app)
+    with app.app_context():
+        partner = make_partner(db_session)
+        subs = due_customers(db_session, gateway, partner, 12, due=DAY)
+        outcome = charge_batch(
+            db_session, gateway, [s.id for s in subs], as_of=DAY, now=at_three(DAY),
+            threads=threads,
+        )  # fmt: skip
+    assert {r.status for r in outcome.results} == {"charged"}
+    charged = approved_recurring(db_session)
+    assert [p.amount for p in charged] == [1000 + i for i in range(12)]
+    assert_ledger_matches_processor(db_session, gateway)
