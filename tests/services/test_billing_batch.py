@@ -23,7 +23,8 @@ from app.models import (
     Subscription,
 )
 from app.services import payments
-from app.services.billing_batch import BatchOutcome, apply_answers, charge_batch, claim, send_all
+from app.services.billing_batch import BatchOutcome, charge_batch, claim, send_all
+from app.services.billing_batch_apply import apply_answers
 from app.services.billing_run import charge_together
 from app.services.reconcile import settle
 from tests.services.billing_helpers import (
