@@ -111,3 +111,45 @@ def test_is_a_notification_written_once_per_dedupe_key(app, engine) -> None:
     first = _message(engine, "receipt:7")
     second = _message(engine, "receipt:7")
     assert first == second
+
+
+@pytest.fixture
+def smtp_url(app):  # noqa: ANN001, ANN201
+    """Point the job app's mail setting somewhere for one test."""
+    from app.jobs.context import use_app
+
+    use_app(app)
+    settings = app.config["PORTICO"]
+
+    def point(url: str) -> None:
+        settings.smtp_url = url
+
+    yield point
+    settings.smtp_url = ""
+
+
+def test_do_many_messages_go_in_one_job_and_each_is_sent_once(app, engine, smtp_url) -> None:
+    ids = [_message(engine, f"receipt:{n}") for n in range(5)]
+    with LocalSMTPServer() as smtp:
+        smtp_url(smtp.url)
+        with app.app_context():
+            assert enqueue_emails(ids) == 1
+            assert enqueue_emails(reversed(ids)) == 0  # the same batch, already queued
+            assert enqueue_emails(ids[:1]) == 1  # its own job too: still delivered once
+            assert app.extensions["portico"].queue("email").count == 2
+        _work(app)
+        assert len(smtp.messages) == 5
+    assert {_status(engine, i).status for i in ids} == {OutboxStatus.SENT}
+
+
+def test_does_a_refused_message_not_stop_the_rest_of_its_batch(app, engine, smtp_url) -> None:
+    ids = [_message(engine, f"batch:{n}") for n in range(3)]
+    with LocalSMTPServer() as smtp:
+        closed = smtp.url
+    smtp_url(closed)  # nothing listens there any more: every send fails
+    with app.app_context():
+        assert enqueue_emails(ids) == 1
+    _work(app)
+    rows = [_status(engine, i) for i in ids]
+    assert [r.status for r in rows] == [OutboxStatus.FAILED] * 3  # each one tried
+    assert [r.attempts for r in rows] == [1, 1, 1]
