@@ -61,13 +61,22 @@ def settle(
             return "already settled", []
         session.commit()
         return str(attempt.status), []
-    return apply_outcome(session, attempt, result, now=now)
+    return apply_outcome(session, attempt, result, now=now, gateway=gateway)
 
 
 def apply_outcome(
-    session: Session, attempt: Payment, result: GatewayResult, *, now: datetime
+    session: Session,
+    attempt: Payment,
+    result: GatewayResult,
+    *,
+    now: datetime,
+    gateway: PaymentGateway | None = None,
 ) -> tuple[str, list[int]]:
-    """Record a late answer and apply the effects its purpose calls for (commits)."""
+    """Record a late answer and apply the effects its purpose calls for (commits).
+
+    ``gateway`` lets an approved recurring widget payment find the processor customer
+    its card was saved to, so the billing run can charge that card later.
+    """
     source = str(attempt.detail.get("source", ""))
     if attempt.subscription_id and attempt.is_recurring and source == "billing_run":
         from app.services.subscription_billing import finish_period
@@ -85,11 +94,12 @@ def apply_outcome(
     email_ids: list[int] = []
     if result.approved and source == "widget":
         from app.services.widget_effects import apply_widget_payment
+        from app.services.widget_payments import widget_customer_ref
 
         widget = session.get(Widget, attempt.detail.get("widget_id"))
         partner = session.get(Partner, attempt.partner_id)
         assert widget is not None and partner is not None
-        customer_ref = ""
+        customer_ref = widget_customer_ref(gateway, attempt) if gateway is not None else ""
         email_ids = apply_widget_payment(
             session, attempt, widget, partner, customer_ref, now.date()
         )

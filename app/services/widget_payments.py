@@ -260,6 +260,27 @@ def _gateway_customer_ref(session: Session, partner_id: int, email: str) -> str:
     return account.gateway_customer_ref if account else ""
 
 
+def _customer_key(attempt: Payment) -> str:
+    return f"{attempt.idempotency_key}:customer"
+
+
+def widget_customer_ref(gateway: PaymentGateway, attempt: Payment) -> str:
+    """The processor customer an approved recurring widget payment saved its card to.
+
+    For a late answer (the reconciler): the customer was created before the charge with
+    a key derived from the attempt, so asking again with that key returns the same
+    customer and creates nothing. A one-time payment saves no card and gets "". Raises
+    what the gateway raises when it cannot be reached.
+    """
+    if str(attempt.detail.get("frequency", ONE_TIME)) == ONE_TIME:
+        return ""
+    return gateway.create_customer(
+        email=str(attempt.detail.get("payer_email", "")),
+        name=str(attempt.detail.get("payer_name", "")),
+        idempotency_key=_customer_key(attempt),
+    )
+
+
 def _call_gateway(
     gateway: PaymentGateway,
     attempt: Payment,
@@ -274,7 +295,7 @@ def _call_gateway(
         customer_ref = existing_ref or gateway.create_customer(
             email=payer.email,
             name=payer.name,
-            idempotency_key=f"{attempt.idempotency_key}:customer",
+            idempotency_key=_customer_key(attempt),
         )
         try:
             gateway.attach_payment_method(customer_ref=customer_ref, token=method.token)

@@ -313,3 +313,27 @@ def test_does_a_lost_gateway_answer_leave_one_charge(ctx: Flask, db: Session) ->
     assert attempt_of(db, form).status == PaymentStatus.UNKNOWN
     assert [c.status for c in charges_for(sandbox(ctx), form)] == ["succeeded"]
     assert count(db, Invoice) == invoices  # applied only once the reconciler learns the outcome
+
+
+def test_does_a_late_recurring_approval_keep_the_saved_card_chargeable(
+    ctx: Flask, db: Session
+) -> None:
+    from app.services.reconcile import settle
+
+    form = new_form(ctx)
+    method = card(sandbox(ctx))
+    sandbox(ctx).inject("timeout_after_charge")
+    lost = pay(ctx, db, form=form, method=method, frequency="monthly", amount="15.00")
+    assert lost.status == PaymentStatus.UNKNOWN
+
+    status, _emails = settle(db, sandbox(ctx), attempt_of(db, form), now=NOW)
+
+    assert status == PaymentStatus.APPROVED
+    attempt = attempt_of(db, form)
+    account = db.get(CustomerAccount, attempt.customer_account_id)
+    assert account is not None
+    (charge,) = charges_for(sandbox(ctx), form)
+    # The card was saved to this processor customer; the billing run charges it there.
+    assert charge.customer_ref and account.gateway_customer_ref == charge.customer_ref
+    subscription = db.get(Subscription, attempt.subscription_id)
+    assert subscription is not None and subscription.status == "recurring"
