@@ -2,11 +2,12 @@
 
 ``SandboxGateway`` implements :class:`app.gateway.base.PaymentGateway` with the test card
 and bank numbers of :mod:`app.gateway.sandbox_cards` (``TEST_CARDS``,
-``TEST_BANK_ACCOUNTS``). It plays a *separate* system: each call opens its own short
-sessions on the engine and commits before returning, so callers must not hold a
+``TEST_BANK_ACCOUNTS``). It plays a *separate* system: each call checks out its own
+connection from the engine and commits before returning, so callers must not hold a
 transaction open around it (and never need to). Its state survives restarts and is
 shared by every process on the same database, which is what lets a test inject a failure
-into a server running in another process.
+into a server running in another process. A money call normally costs one connection
+checkout and one transaction (see :mod:`app.gateway.sandbox_call`).
 
 Failure injection (:meth:`SandboxGateway.inject`) simulates what real networks do:
 
@@ -24,13 +25,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
-from functools import partial
+from collections.abc import Mapping
 from typing import Literal, get_args
 
 from sqlalchemy import Engine
 
 from app.clock import utcnow
+from app.gateway import sandbox_call as call
 from app.gateway import sandbox_ledger as ledger
 from app.gateway import sandbox_limits as limits
 from app.gateway import sandbox_money as money
@@ -52,13 +53,11 @@ from app.gateway.sandbox_cards import (
     check_card,
 )
 from app.gateway.sandbox_ledger import IdempotencyKeyReused, SandboxChargeRecord
-from app.gateway.sandbox_money import ChargeRequest
 from app.gateway.sandbox_webhooks import SIGNATURE_HEADER
 
 Failure = Literal["decline", "timeout_after_charge", "server_error", "rate_limit"]
 
 LATENCY_ENV = "SANDBOX_LATENCY_MS"
-_TOO_MANY = "Too many requests. Try again in a moment."
 
 # Method names are accepted for the operation too ("authorize" for "authorization").
 _OPERATIONS: Mapping[str, str] = {
@@ -121,15 +120,19 @@ class SandboxGateway:
         """
         self._pause()
         params = {"email": email, "name": name}
-        response = ledger.run_once(
-            self.engine,
-            key=idempotency_key,
-            operation="create_customer",
-            fingerprint=ledger.request_fingerprint("create_customer", params),
-            perform=lambda s: ledger.perform_create_customer(
-                s, key=idempotency_key, email=email, name=name
-            ),
-        )
+        with self.engine.connect() as conn:
+            response = ledger.run_once(
+                conn,
+                key=idempotency_key,
+                operation="create_customer",
+                fingerprint=ledger.request_fingerprint("create_customer", params),
+                perform=lambda c: ledger.perform_create_customer(
+                    c, key=idempotency_key, email=email, name=name
+                ),
+                # Asking again for a customer is common and must only read (the reconciler
+                # does it inside its own transaction).
+                look_first=True,
+            )
         return str(response["reference"])
 
     def tokenize_card(self, card: CardDetails) -> TokenizedMethod:
@@ -191,8 +194,17 @@ class SandboxGateway:
         Returns an approved, declined (with the test card's reason), error or unknown
         result; never raises for a decline.
         """
-        return self._charge(
-            "charge", amount, currency, token, idempotency_key, customer_ref, description, metadata
+        self._pause()
+        return call.charge_call(
+            self.engine,
+            "charge",
+            amount=amount,
+            currency=currency,
+            token=token,
+            key=idempotency_key,
+            customer_ref=customer_ref,
+            description=description,
+            metadata=metadata,
         )
 
     def authorize(
@@ -210,8 +222,18 @@ class SandboxGateway:
 
         Returns a result like :meth:`charge` with ``operation="authorization"``.
         """
-        args = (amount, currency, token, idempotency_key, customer_ref, description, metadata)
-        return self._charge("authorization", *args)
+        self._pause()
+        return call.charge_call(
+            self.engine,
+            "authorization",
+            amount=amount,
+            currency=currency,
+            token=token,
+            key=idempotency_key,
+            customer_ref=customer_ref,
+            description=description,
+            metadata=metadata,
+        )
 
     def capture(self, *, reference: str, amount: int, idempotency_key: str) -> GatewayResult:
         """Capture ``amount`` (all or part) of an open authorization, once per key.
@@ -219,11 +241,15 @@ class SandboxGateway:
         Declines when the authorization was already captured or voided, or when
         ``amount`` is more than was authorized; the rest of a partial capture is released.
         """
-        return self._money_call(
-            self._on_charge("capture", reference, amount),
-            idempotency_key,
-            {"reference": reference, "amount": amount},
-            money.perform_capture,
+        self._pause()
+        return call.on_charge_call(
+            self.engine,
+            "capture",
+            reference=reference,
+            amount=amount,
+            key=idempotency_key,
+            params={"reference": reference, "amount": amount},
+            perform=money.perform_capture,
         )
 
     def void(self, *, reference: str, idempotency_key: str) -> GatewayResult:
@@ -231,12 +257,15 @@ class SandboxGateway:
 
         Declines for a captured payment (refund it instead) or an already voided one.
         """
-        return self._money_call(
-            self._on_charge("void", reference, 0),
-            idempotency_key,
-            {"reference": reference},
-            money.perform_void,
-            check_amount=False,
+        self._pause()
+        return call.on_charge_call(
+            self.engine,
+            "void",
+            reference=reference,
+            amount=0,
+            key=idempotency_key,
+            params={"reference": reference},
+            perform=money.perform_void,
         )
 
     def refund(self, *, reference: str, amount: int, idempotency_key: str) -> GatewayResult:
@@ -246,11 +275,15 @@ class SandboxGateway:
         the captured amount minus earlier refunds. An approved result's reference is
         the refund's (``re_sbx_…``).
         """
-        return self._money_call(
-            self._on_charge("refund", reference, amount),
-            idempotency_key,
-            {"reference": reference, "amount": amount},
-            money.perform_refund,
+        self._pause()
+        return call.on_charge_call(
+            self.engine,
+            "refund",
+            reference=reference,
+            amount=amount,
+            key=idempotency_key,
+            params={"reference": reference, "amount": amount},
+            perform=money.perform_refund,
         )
 
     def retrieve(self, *, idempotency_key: str) -> GatewayResult | None:
@@ -287,13 +320,13 @@ class SandboxGateway:
             raise ValueError(f"unknown operation {operation!r}")
         if times < 1:
             raise ValueError("times must be at least 1")
-        ledger.add_injection(
+        limits.add_injection(
             self.engine, failure=failure, operation=_OPERATIONS[operation], times=times
         )
 
     def clear_injections(self) -> None:
         """Forget every injected failure, used or not (and lift the request limit)."""
-        ledger.clear_injections(self.engine)
+        limits.clear_injections(self.engine)
 
     def set_request_limit(self, per_second: int | None) -> None:
         """Answer 429 (``rate_limited``, retryable, nothing moved) to money calls above
@@ -325,91 +358,3 @@ class SandboxGateway:
     def _pause(self) -> None:
         if self.latency_ms:
             time.sleep(self.latency_ms / 1000)
-
-    def _charge(
-        self,
-        operation: OperationKind,
-        amount: int,
-        currency: str,
-        token: str,
-        key: str,
-        customer_ref: str,
-        description: str,
-        metadata: Mapping[str, str] | None,
-    ) -> GatewayResult:
-        clean_metadata = {str(k): str(v) for k, v in (metadata or {}).items()}
-        base = GatewayResult(
-            status="error",
-            operation=operation,
-            amount=amount,
-            currency=currency.upper(),
-            metadata=clean_metadata,
-        )
-        params = {
-            "amount": amount,
-            "currency": base.currency,
-            "token": token,
-            "customer_ref": customer_ref,
-            "description": description,
-            "metadata": clean_metadata,
-        }
-        request = ChargeRequest(
-            token=token,
-            customer_ref=customer_ref,
-            description=description,
-            capture=operation == "charge",
-        )
-        perform = partial(money.perform_charge, request=request)
-        return self._money_call(base, key, params, perform, check_currency=True)
-
-    def _on_charge(self, operation: OperationKind, reference: str, amount: int) -> GatewayResult:
-        currency = ledger.charge_currency(self.engine, reference)
-        return GatewayResult(
-            status="error",
-            operation=operation,
-            amount=amount,
-            currency=currency,
-            reference=reference,
-        )
-
-    def _money_call(
-        self,
-        base: GatewayResult,
-        key: str,
-        params: Mapping[str, object],
-        perform: Callable[..., ledger.Performed],
-        *,
-        check_amount: bool = True,
-        check_currency: bool = False,
-    ) -> GatewayResult:
-        self._pause()
-        if not limits.admit(self.engine):
-            return money.failed_result(base, "rate_limited", _TOO_MANY)
-        failure = ledger.take_injection(self.engine, base.operation)
-        if failure == "rate_limit":
-            return money.failed_result(base, "rate_limited", _TOO_MANY)
-        if failure == "server_error":
-            return money.failed_result(
-                base, "server_error", "The payment processor had an error. Try again."
-            )
-        invalid = money.invalid_request(
-            base, check_amount=check_amount, check_currency=check_currency
-        )
-        if invalid is not None:
-            return invalid
-        try:
-            response = ledger.run_once(
-                self.engine,
-                key=key,
-                operation=base.operation,
-                fingerprint=ledger.request_fingerprint(base.operation, params),
-                perform=lambda s: perform(s, base, key=key, forced_decline=failure == "decline"),
-            )
-        except IdempotencyKeyReused as exc:
-            return money.failed_result(base, "idempotency_key_reused", str(exc), retryable=False)
-        if failure == "timeout_after_charge":
-            # The processor did the work; only its answer is lost on the way back.
-            return money.failed_result(
-                base, "timeout", "The payment processor did not answer in time.", status="unknown"
-            )
-        return ledger.result_from_dict(response)

@@ -1,13 +1,16 @@
-"""The sandbox processor's bookkeeping: idempotency, stored objects, injected failures.
+"""The sandbox processor's bookkeeping: idempotency and stored objects.
 
-Every function opens its own short session on the engine and commits before it returns,
-because the sandbox plays a separate system: its state must not depend on, or wait for,
-a transaction of the caller.
+Every function opens its own short connection and commits before it returns (or, for
+:func:`run_once`, works in the money call's own connection), because the sandbox plays a
+separate system: its state must not depend on, or wait for, a transaction of the caller.
 
-Exactly once: a money call inserts its idempotency row *first* in the same transaction
-as its effects. The unique key makes a concurrent second call with that key block (or
-fail) on that insert; it then rolls back and returns the stored answer of the winner.
-The money effects themselves live in :mod:`app.gateway.sandbox_money`.
+Exactly once: a call runs its effects and inserts its idempotency row, holding the final
+response, in one transaction. The unique key (and the unique key column of the charge,
+refund or customer it creates) makes a concurrent second call with that key block (or
+fail) on its insert; it then rolls back and returns the stored answer of the winner. So
+the normal call never reads the key table first. The money effects themselves live in
+:mod:`app.gateway.sandbox_money`, the request limit and injected failures in
+:mod:`app.gateway.sandbox_limits`.
 """
 
 from __future__ import annotations
@@ -16,18 +19,18 @@ import hashlib
 import json
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, or_, update
+from sqlalchemy import Connection, Engine, Row, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, col
 
+from app.clock import utcnow
 from app.gateway.base import (
     GatewayError,
     GatewayResult,
-    OperationKind,
     PaymentMethodRejected,
     TokenizedMethod,
 )
@@ -35,7 +38,6 @@ from app.gateway.sandbox_cards import CheckedMethod, behaviour_of
 from app.models.sandbox import (
     SandboxCharge,
     SandboxCustomer,
-    SandboxFailureInjection,
     SandboxIdempotencyKey,
     SandboxPaymentMethod,
 )
@@ -43,6 +45,14 @@ from app.models.sandbox import (
 # (response to store and return, whether to keep it): errors that moved nothing are not
 # kept, so the same key may be retried, as ``GatewayResult.retryable`` promises.
 Performed = tuple[dict[str, Any], bool]
+
+_KEYS = SandboxIdempotencyKey.__table__  # type: ignore[attr-defined]
+_INSERT_KEY = insert(_KEYS)
+_LOOKUP = select(_KEYS.c.operation, _KEYS.c.request_fingerprint, _KEYS.c.response).where(
+    _KEYS.c.key == bindparam("key")
+)
+_INSERT_CUSTOMER = insert(SandboxCustomer.__table__)  # type: ignore[attr-defined]
+_RESULT_FIELDS = tuple(f.name for f in fields(GatewayResult))
 
 
 class IdempotencyKeyReused(GatewayError):
@@ -79,7 +89,7 @@ def request_fingerprint(operation: str, params: Mapping[str, object]) -> str:
 
 def result_to_dict(result: GatewayResult) -> dict[str, Any]:
     """A JSON-ready form of a result, for the idempotency table."""
-    data = asdict(result)
+    data = {name: getattr(result, name) for name in _RESULT_FIELDS}
     data["metadata"] = dict(result.metadata)
     return data
 
@@ -89,70 +99,83 @@ def result_from_dict(data: Mapping[str, Any]) -> GatewayResult:
     return GatewayResult(**{**data, "metadata": dict(data.get("metadata") or {})})
 
 
-def _lookup(engine: Engine, key: str) -> SandboxIdempotencyKey | None:
-    with Session(engine) as session:
-        return session.exec(
-            select(SandboxIdempotencyKey).where(SandboxIdempotencyKey.key == key)
-        ).first()
+def _lookup(conn: Connection, key: str) -> Row[Any] | None:
+    return conn.execute(_LOOKUP, {"key": key}).first()
 
 
-def _replay(record: SandboxIdempotencyKey, fingerprint: str) -> dict[str, Any]:
+def _replay(record: Row[Any], fingerprint: str) -> dict[str, Any]:
     if record.request_fingerprint != fingerprint:
         raise IdempotencyKeyReused("This idempotency key was already used for a different request.")
     return dict(record.response)
 
 
 def run_once(
-    engine: Engine,
+    conn: Connection,
     *,
     key: str,
     operation: str,
     fingerprint: str,
-    perform: Callable[[Session], Performed],
+    perform: Callable[[Connection], Performed],
+    look_first: bool = False,
 ) -> dict[str, Any]:
     """Run ``perform`` at most once per key and return its (stored) response.
 
-    ``perform`` adds its effects to the session it is given; they commit together with
-    the idempotency row, or not at all when it says the response is not to be kept.
+    ``perform`` reads and writes through ``conn`` in its open transaction and returns
+    the response; this then inserts the idempotency row holding that response and
+    commits, all in that one transaction. When ``perform`` says the response is not to
+    be kept (an error that moved nothing), the transaction is rolled back instead. When
+    the key was used before (the inserts hit a unique key), the transaction is rolled
+    back and the stored response is returned; ``perform``'s effects never land twice.
+    With ``look_first`` the key is looked up before ``perform`` runs, so a repeated call
+    only reads (for calls whose keys often come back, such as ``create_customer``; money
+    calls skip that read).
 
     Raises:
         IdempotencyKeyReused: the key was first used with a different fingerprint.
+        IntegrityError: a unique key was hit while no call with this key landed.
     """
-    stored = _lookup(engine, key)
-    if stored is not None:
-        return _replay(stored, fingerprint)
-    with Session(engine) as session:
-        record = SandboxIdempotencyKey(
-            key=key, operation=operation, request_fingerprint=fingerprint, response={}
-        )
-        session.add(record)
-        try:
-            session.flush()
-            response, keep = perform(session)
-            if not keep:
-                session.rollback()
-                return response
-            record.response = response
-            session.commit()
-        except IntegrityError:
-            # Another call with this key committed first: answer what it answered.
-            session.rollback()
-            winner = _lookup(engine, key)
-            if winner is None:
-                raise
-            return _replay(winner, fingerprint)
-    return response
+    if look_first:
+        stored = _lookup(conn, key)
+        if stored is not None:
+            return _replay(stored, fingerprint)
+    try:
+        response, keep = perform(conn)
+        if keep:
+            conn.execute(
+                _INSERT_KEY,
+                {
+                    "key": key,
+                    "operation": operation,
+                    "request_fingerprint": fingerprint,
+                    "response": response,
+                    "created_at": utcnow(),
+                },
+            )
+            conn.commit()
+            return response
+        conn.rollback()
+    except IntegrityError:
+        # Another call with this key committed first: answer what it answered.
+        conn.rollback()
+        winner = _lookup(conn, key)
+        if winner is None:
+            raise
+        return _replay(winner, fingerprint)
+    # An error moves nothing, but a key that already landed still answers as it did.
+    stored = _lookup(conn, key)
+    return response if stored is None else _replay(stored, fingerprint)
 
 
 def stored_response(engine: Engine, key: str) -> tuple[str, dict[str, Any]] | None:
     """The operation and stored response for ``key``, or None if no call landed."""
-    record = _lookup(engine, key)
+    with engine.connect() as conn:
+        record = _lookup(conn, key)
     return None if record is None else (record.operation, dict(record.response))
 
 
 def find_payment_method(session: Session, token: str) -> SandboxPaymentMethod | None:
     """The payment method with this token, if any."""
-    return session.exec(
+    return session.scalars(
         select(SandboxPaymentMethod).where(SandboxPaymentMethod.token == token)
     ).first()
 
@@ -172,15 +195,23 @@ def describe_payment_method(engine: Engine, token: str) -> TokenizedMethod:
         return _describe(method)
 
 
-def find_charge(session: Session, reference: str) -> SandboxCharge | None:
-    """The charge or authorization with this reference, if any."""
-    return session.exec(select(SandboxCharge).where(SandboxCharge.reference == reference)).first()
+def perform_create_customer(conn: Connection, *, key: str, email: str, name: str) -> Performed:
+    """Create a processor customer; the response carries its reference.
 
-
-def perform_create_customer(session: Session, *, key: str, email: str, name: str) -> Performed:
-    """Create a processor customer; the response carries its reference."""
+    Raises IntegrityError when a customer with this key exists (``run_once`` then
+    answers the stored response).
+    """
     reference = new_reference("cus")
-    session.add(SandboxCustomer(reference=reference, email=email, name=name, idempotency_key=key))
+    conn.execute(
+        _INSERT_CUSTOMER,
+        {
+            "reference": reference,
+            "email": email,
+            "name": name,
+            "idempotency_key": key,
+            "created_at": utcnow(),
+        },
+    )
     return {"reference": reference}, True
 
 
@@ -212,7 +243,7 @@ def attach_payment_method(engine: Engine, *, customer_ref: str, token: str) -> T
             card's own decline code and message when its test behaviour refuses saving.
     """
     with Session(engine, expire_on_commit=False) as session:
-        customer = session.exec(
+        customer = session.scalars(
             select(SandboxCustomer).where(SandboxCustomer.reference == customer_ref)
         ).first()
         if customer is None:
@@ -258,60 +289,10 @@ def _describe(method: SandboxPaymentMethod) -> TokenizedMethod:
     )
 
 
-def charge_currency(engine: Engine, reference: str) -> str:
-    """The currency of a charge, or "" when there is no such charge."""
-    with Session(engine) as session:
-        charge = find_charge(session, reference)
-        return charge.currency if charge is not None else ""
-
-
-def take_injection(engine: Engine, operation: OperationKind) -> str | None:
-    """Consume one use of the oldest failure injected for ``operation`` (or ``*``)."""
-    with Session(engine) as session:
-        while True:
-            candidate = session.exec(
-                select(SandboxFailureInjection)
-                .where(
-                    col(SandboxFailureInjection.operation).in_([operation, "*"]),
-                    col(SandboxFailureInjection.remaining) > 0,
-                )
-                .order_by(col(SandboxFailureInjection.id))
-            ).first()
-            if candidate is None:
-                return None
-            taken = session.execute(
-                update(SandboxFailureInjection)
-                .where(
-                    col(SandboxFailureInjection.id) == candidate.id,
-                    col(SandboxFailureInjection.remaining) > 0,
-                )
-                .values(remaining=col(SandboxFailureInjection.remaining) - 1)
-                .execution_options(synchronize_session=False)
-            ).rowcount  # type: ignore[attr-defined]
-            session.commit()
-            if taken == 1:
-                return candidate.failure
-            # Another process used the last one between our read and update: look again.
-
-
-def add_injection(engine: Engine, *, failure: str, operation: str, times: int) -> None:
-    """Persist an injected failure for the next ``times`` calls of ``operation``."""
-    with Session(engine) as session:
-        session.add(SandboxFailureInjection(failure=failure, operation=operation, remaining=times))
-        session.commit()
-
-
-def clear_injections(engine: Engine) -> None:
-    """Remove every injected failure, used or not."""
-    with Session(engine) as session:
-        session.exec(delete(SandboxFailureInjection))
-        session.commit()
-
-
 def list_charges(engine: Engine) -> list[SandboxChargeRecord]:
     """Every sandbox charge and authorization, oldest first."""
     with Session(engine) as session:
-        rows = session.exec(select(SandboxCharge).order_by(col(SandboxCharge.id))).all()
+        rows = session.scalars(select(SandboxCharge).order_by(col(SandboxCharge.id))).all()
         return [
             SandboxChargeRecord(
                 reference=row.reference,

@@ -1,10 +1,13 @@
 """The money effects of the sandbox processor: charge, authorize, capture, void, refund.
 
 Each ``perform_*`` function runs inside :func:`app.gateway.sandbox_ledger.run_once`'s
-transaction, after the idempotency row was inserted, and returns the response to store.
+transaction, on the money call's one connection, and returns the response to store;
+``run_once`` then inserts the idempotency row with that response and commits. They use
+SQLAlchemy Core statements built once here (no ORM objects on the hot path).
+
 Balance rules (capture at most once, refund at most what is left) are conditional
-``UPDATE … WHERE`` statements, so they hold under concurrency on SQLite and PostgreSQL
-without explicit row locks.
+``UPDATE … WHERE … RETURNING`` statements, so they hold under concurrency on SQLite and
+PostgreSQL without explicit row locks, and an approval needs no second read.
 """
 
 from __future__ import annotations
@@ -12,19 +15,60 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import update
-from sqlmodel import Session, col
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
+from app.clock import utcnow
 from app.gateway.base import GatewayResult, Outcome
 from app.gateway.sandbox_cards import behaviour_of
-from app.gateway.sandbox_ledger import (
-    Performed,
-    find_charge,
-    find_payment_method,
-    new_reference,
-    result_to_dict,
+from app.gateway.sandbox_ledger import Performed, new_reference, result_to_dict
+from app.models.sandbox import SandboxCharge, SandboxPaymentMethod, SandboxRefund
+
+_CHARGES = SandboxCharge.__table__  # type: ignore[attr-defined]
+_METHODS = SandboxPaymentMethod.__table__  # type: ignore[attr-defined]
+_C = _CHARGES.c
+
+_METHOD = select(_METHODS.c.customer_ref, _METHODS.c.behaviour).where(
+    _METHODS.c.token == bindparam("token")
 )
-from app.models.sandbox import SandboxCharge, SandboxRefund
+_INSERT_CHARGE = insert(_CHARGES)
+_INSERT_REFUND = insert(SandboxRefund.__table__)  # type: ignore[attr-defined]
+# What never changes on a charge, read once per capture, void or refund.
+_TARGET = select(_C.id, _C.amount, _C.currency, _C.metadata.label("meta")).where(
+    _C.reference == bindparam("reference")
+)
+# What may have changed, read only when a conditional update matched nothing.
+_STATE = select(_C.status, _C.amount, _C.captured_amount, _C.refunded_amount).where(
+    _C.id == bindparam("charge_id")
+)
+_CAPTURE = (
+    update(_CHARGES)
+    .where(
+        _C.id == bindparam("charge_id"),
+        _C.status == "requires_capture",
+        _C.amount >= bindparam("want"),
+    )
+    .values(status="succeeded", captured=True, captured_amount=bindparam("want"))
+    .returning(_C.captured_amount)
+)
+_VOID = (
+    update(_CHARGES)
+    .where(_C.id == bindparam("charge_id"), _C.status == "requires_capture")
+    .values(status="canceled")
+    .returning(_C.id)
+)
+_NEW_TOTAL = _C.refunded_amount + bindparam("want")
+_REFUND = (
+    update(_CHARGES)
+    .where(
+        _C.id == bindparam("charge_id"),
+        _C.status == "succeeded",
+        _C.captured_amount >= _NEW_TOTAL,
+    )
+    .values(refunded_amount=_NEW_TOTAL, refunded=_C.captured_amount == _NEW_TOTAL)
+    .returning(_C.captured_amount, _C.refunded_amount)
+)
+
+ChargeRow = Row[Any]
 
 
 @dataclass(frozen=True)
@@ -37,8 +81,13 @@ class ChargeRequest:
     capture: bool
 
 
+def load_charge(conn: Connection, reference: str) -> ChargeRow | None:
+    """The id, amount, currency and metadata (``meta``) of a charge, or None."""
+    return conn.execute(_TARGET, {"reference": reference}).first()
+
+
 def perform_charge(
-    session: Session,
+    conn: Connection,
     base: GatewayResult,
     *,
     key: str,
@@ -49,8 +98,12 @@ def perform_charge(
 
     An approval or a decline leaves a charge row (declines as ``failed``, like a
     processor's failed charge object); errors leave nothing, so the key can be retried.
+
+    Raises:
+        IntegrityError: a charge with this key exists (``run_once`` then rolls back and
+            answers the stored response).
     """
-    method = find_payment_method(session, request.token)
+    method = conn.execute(_METHOD, {"token": request.token}).first()
     if method is None:
         return _error(base, "resource_missing", "No such payment method.")
     if request.customer_ref and method.customer_ref != request.customer_ref:
@@ -61,29 +114,38 @@ def perform_charge(
     if behaviour.status == "error":
         return _error(base, behaviour.decline_code, behaviour.message, behaviour.retryable)
     approved = behaviour.approves
-    charge = SandboxCharge(
-        reference=new_reference("ch"),
-        kind="charge" if request.capture else "authorization",
-        status=("succeeded" if request.capture else "requires_capture") if approved else "failed",
-        amount=base.amount,
-        currency=base.currency,
-        captured=approved and request.capture,
-        captured_amount=base.amount if approved and request.capture else 0,
-        payment_method_token=method.token,
-        customer_ref=request.customer_ref or method.customer_ref or "",
-        description=request.description,
-        decline_code=behaviour.decline_code,
-        meta=dict(base.metadata),
-        idempotency_key=key,
+    captured = approved and request.capture
+    reference = new_reference("ch")
+    conn.execute(
+        _INSERT_CHARGE,
+        {
+            "reference": reference,
+            "kind": "charge" if request.capture else "authorization",
+            "status": ("succeeded" if request.capture else "requires_capture")
+            if approved
+            else "failed",
+            "amount": base.amount,
+            "currency": base.currency,
+            "captured": captured,
+            "captured_amount": base.amount if captured else 0,
+            "refunded": False,
+            "refunded_amount": 0,
+            "payment_method_token": request.token,
+            "customer_ref": request.customer_ref or method.customer_ref or "",
+            "description": request.description,
+            "decline_code": behaviour.decline_code,
+            "metadata": dict(base.metadata),
+            "idempotency_key": key,
+            "created_at": utcnow(),
+        },
     )
-    session.add(charge)
     result = replace(
         base,
         status=behaviour.status,
-        reference=charge.reference,
+        reference=reference,
         decline_code=behaviour.decline_code,
         message=behaviour.message,
-        captured_amount=charge.captured_amount,
+        captured_amount=base.amount if captured else 0,
     )
     return result_to_dict(result), True
 
@@ -93,21 +155,8 @@ def _error(base: GatewayResult, code: str, message: str, retryable: bool = False
     return result_to_dict(error), False
 
 
-def _conditional_update(
-    session: Session, charge: SandboxCharge, where: list[Any], values: dict[str, Any]
-) -> bool:
-    statement = (
-        update(SandboxCharge)
-        .where(col(SandboxCharge.id) == charge.id, *where)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    return session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
-
-
-def _refreshed(session: Session, charge: SandboxCharge) -> SandboxCharge:
-    session.refresh(charge)
-    return charge
+def _state(conn: Connection, charge: ChargeRow) -> Row[Any]:
+    return conn.execute(_STATE, {"charge_id": charge.id}).one()
 
 
 def _declined(base: GatewayResult, code: str, message: str) -> Performed:
@@ -117,120 +166,132 @@ def _declined(base: GatewayResult, code: str, message: str) -> Performed:
 
 
 def perform_capture(
-    session: Session, base: GatewayResult, *, key: str, forced_decline: bool
+    conn: Connection,
+    base: GatewayResult,
+    *,
+    charge: ChargeRow | None,
+    key: str,
+    forced_decline: bool,
 ) -> Performed:
-    """Capture ``base.amount`` of the authorization ``base.reference``; see the gateway."""
-    charge = find_charge(session, base.reference)
+    """Capture ``base.amount`` of the authorization ``charge``; see the gateway."""
     if charge is None:
         return _missing_charge(base)
     base = replace(base, currency=charge.currency)
     if forced_decline:
         return _declined(base, "card_declined", "The payment processor declined the capture.")
-    captured = _conditional_update(
-        session,
-        charge,
-        [
-            col(SandboxCharge.status) == "requires_capture",
-            col(SandboxCharge.amount) >= base.amount,
-        ],
-        {"status": "succeeded", "captured": True, "captured_amount": base.amount},
-    )
-    charge = _refreshed(session, charge)
-    if not captured:
-        if charge.status == "succeeded":
+    captured = conn.execute(_CAPTURE, {"charge_id": charge.id, "want": base.amount}).first()
+    if captured is None:
+        state = _state(conn, charge)
+        if state.status == "succeeded":
             return _declined(base, "already_captured", "This payment was already captured.")
-        if charge.status == "canceled":
+        if state.status == "canceled":
             return _declined(base, "authorization_voided", "This authorization was voided.")
-        if charge.status == "failed":
+        if state.status == "failed":
             return _declined(
                 base, "charge_failed", "This payment was declined; nothing to capture."
             )
         return _declined(
             base,
             "amount_too_large",
-            f"The capture amount is more than the authorized amount ({charge.amount}).",
+            f"The capture amount is more than the authorized amount ({state.amount}).",
         )
     return result_to_dict(
         replace(
-            base, status="approved", captured_amount=charge.captured_amount, metadata=charge.meta
+            base,
+            status="approved",
+            captured_amount=captured.captured_amount,
+            metadata=dict(charge.meta),
         )
     ), True
 
 
 def perform_void(
-    session: Session, base: GatewayResult, *, key: str, forced_decline: bool
+    conn: Connection,
+    base: GatewayResult,
+    *,
+    charge: ChargeRow | None,
+    key: str,
+    forced_decline: bool,
 ) -> Performed:
-    """Release the uncaptured authorization ``base.reference``; see the gateway."""
-    charge = find_charge(session, base.reference)
+    """Release the uncaptured authorization ``charge``; see the gateway."""
     if charge is None:
         return _missing_charge(base)
     base = replace(base, amount=charge.amount, currency=charge.currency)
     if forced_decline:
         return _declined(base, "card_declined", "The payment processor declined the void.")
-    voided = _conditional_update(
-        session,
-        charge,
-        [col(SandboxCharge.status) == "requires_capture"],
-        {"status": "canceled"},
-    )
-    charge = _refreshed(session, charge)
-    if not voided:
-        if charge.status == "succeeded":
+    voided = conn.execute(_VOID, {"charge_id": charge.id}).first()
+    if voided is None:
+        status = _state(conn, charge).status
+        if status == "succeeded":
             return _declined(
                 base, "already_captured", "A captured payment cannot be voided; refund it instead."
             )
-        if charge.status == "canceled":
+        if status == "canceled":
             return _declined(base, "authorization_voided", "This authorization was already voided.")
         return _declined(base, "charge_failed", "This payment was declined; nothing to void.")
-    return result_to_dict(replace(base, status="approved", metadata=charge.meta)), True
+    return result_to_dict(replace(base, status="approved", metadata=dict(charge.meta))), True
 
 
 def perform_refund(
-    session: Session, base: GatewayResult, *, key: str, forced_decline: bool
+    conn: Connection,
+    base: GatewayResult,
+    *,
+    charge: ChargeRow | None,
+    key: str,
+    forced_decline: bool,
 ) -> Performed:
-    """Refund ``base.amount`` of the captured charge ``base.reference``; see the gateway."""
-    charge = find_charge(session, base.reference)
+    """Refund ``base.amount`` of the captured ``charge``; see the gateway.
+
+    Raises:
+        IntegrityError: a refund with this key exists (``run_once`` then rolls back and
+            answers the stored response).
+    """
     if charge is None:
         return _missing_charge(base)
     base = replace(base, reference="", currency=charge.currency)
     if forced_decline:
         return _declined(base, "refund_declined", "The payment processor declined the refund.")
-    new_total = col(SandboxCharge.refunded_amount) + base.amount
-    refunded = _conditional_update(
-        session,
-        charge,
-        [col(SandboxCharge.status) == "succeeded", new_total <= col(SandboxCharge.captured_amount)],
-        {"refunded_amount": new_total, "refunded": new_total == col(SandboxCharge.captured_amount)},
-    )
-    charge = _refreshed(session, charge)
-    base = replace(
-        base, captured_amount=charge.captured_amount, refunded_amount=charge.refunded_amount
-    )
-    if not refunded:
-        if charge.status != "succeeded":
+    refunded = conn.execute(_REFUND, {"charge_id": charge.id, "want": base.amount}).first()
+    if refunded is None:
+        state = _state(conn, charge)
+        base = replace(
+            base, captured_amount=state.captured_amount, refunded_amount=state.refunded_amount
+        )
+        if state.status != "succeeded":
             return _declined(
                 base,
                 "charge_not_captured",
                 "Only a captured payment can be refunded; void an authorization instead.",
             )
-        remaining = charge.captured_amount - charge.refunded_amount
+        remaining = state.captured_amount - state.refunded_amount
         return _declined(
             base,
             "amount_too_large",
             "The refund is more than what is left to refund on this payment "
-            f"({remaining} of {charge.captured_amount} in minor units).",
+            f"({remaining} of {state.captured_amount} in minor units).",
         )
     reference = new_reference("re")
-    session.add(
-        SandboxRefund(
-            reference=reference,
-            charge_id=charge.id,  # type: ignore[arg-type]
-            amount=base.amount,
-            currency=charge.currency,
-            idempotency_key=key,
-        )
+    conn.execute(
+        _INSERT_REFUND,
+        {
+            "reference": reference,
+            "charge_id": charge.id,
+            "amount": base.amount,
+            "currency": charge.currency,
+            "status": "succeeded",
+            "idempotency_key": key,
+            "created_at": utcnow(),
+        },
     )
-    return result_to_dict(replace(base, status="approved", reference=reference)), True
+    return result_to_dict(
+        replace(
+            base,
+            status="approved",
+            reference=reference,
+            captured_amount=refunded.captured_amount,
+            refunded_amount=refunded.refunded_amount,
+        )
+    ), True
 
 
 def _missing_charge(base: GatewayResult) -> Performed:

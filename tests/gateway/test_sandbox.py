@@ -791,3 +791,16 @@ def test_does_no_sandbox_table_hold_a_card_number_or_cvc(
     for secret in ("4242424242424242", VISA, "000123456789"):
         assert not [v for v in values if secret in v]
     assert not [v for v in values if v.strip('"') == cvc]
+
+
+def test_is_a_key_reused_by_a_call_that_would_error_still_refused(
+    gateway: SandboxGateway, engine: Engine
+) -> None:
+    paid = charge(gateway, token_for(gateway), "k")
+
+    missing = gateway.capture(reference="ch_sbx_nope", amount=100, idempotency_key="k")
+    unknown_token = charge(gateway, "pm_sbx_nope", "k")
+
+    assert missing.decline_code == unknown_token.decline_code == "idempotency_key_reused"
+    assert gateway.retrieve(idempotency_key="k") == paid
+    assert count(engine, SandboxIdempotencyKey) == 1
