@@ -106,10 +106,12 @@ def build_gateway(settings: Settings, engine: Engine) -> PaymentGateway:
 
     if engine.dialect.name == "postgresql":
         # The sandbox stands in for another company's system: its own connections, and
-        # no wait for its commits to reach disk (Portico's own commits still wait).
+        # no wait for its commits to reach disk (Portico's own commits still wait). It
+        # checks a connection out per call, so connections are recycled by age rather
+        # than pinged on every checkout (a round trip per charge).
         engine = create_engine(
             engine.url,
-            pool_pre_ping=True,
+            pool_recycle=300,
             pool_size=2,
             max_overflow=8,
             connect_args={"options": "-c synchronous_commit=off"},

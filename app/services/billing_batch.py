@@ -20,8 +20,9 @@ catch-up charges its periods one at a time, in order.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -51,6 +52,7 @@ from app.services.subscription_billing import (
 )
 
 log = logging.getLogger(__name__)
+SLOW_CALL_SECONDS = 0.02  # a processor answering slower than this is called on threads
 
 
 @dataclass
@@ -243,15 +245,23 @@ def send_all(
     """Send every claimed attempt (no transaction open); answers in the same order.
 
     Each answer is (result, 429s met); the result is None when the call raised, which
-    leaves the attempt pending for the reconciler to settle by asking.
+    leaves the attempt pending for the reconciler to settle by asking. Up to ``threads``
+    calls are in flight at once when the processor is slow to answer (or the rate limit
+    makes callers wait); a fast one is called in turn, where threads would only contend.
     """
-    call: Callable[[Claimed], tuple[GatewayResult | None, int]] = lambda c: _send(  # noqa: E731
-        gateway, c, acquire
-    )
-    if threads <= 1 or len(claimed) == 1:
-        return [call(c) for c in claimed]
-    with ThreadPoolExecutor(max_workers=min(threads, len(claimed))) as pool:
-        return list(pool.map(call, claimed))
+
+    def call(attempt: Claimed) -> tuple[GatewayResult | None, int]:
+        return _send(gateway, attempt, acquire)
+
+    if not claimed:
+        return []
+    started = time.perf_counter()
+    answers = [call(claimed[0])]
+    slow = time.perf_counter() - started >= SLOW_CALL_SECONDS
+    if threads <= 1 or not slow or len(claimed) == 1:
+        return answers + [call(c) for c in claimed[1:]]
+    with ThreadPoolExecutor(max_workers=min(threads, len(claimed) - 1)) as pool:
+        return answers + list(pool.map(call, claimed[1:]))
 
 
 def _send(
