@@ -22,6 +22,7 @@ from app.models.billing import (
     Product,
     Subscription,
 )
+from app.models.dunning import DunningNotice
 from app.models.notifications import OutboxMessage, OutboxStatus
 from app.models.runs import BillingRun, RunStatus
 from app.models.widgets import AmountMode, DeclineRecord, PayLink, Widget
@@ -30,6 +31,7 @@ __all__ = [
     "AccountStatus",
     "AmountMode",
     "DeclineRecord",
+    "DunningNotice",
     "PayLink",
     "Widget",
     "AuditEvent",

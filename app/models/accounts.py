@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
@@ -32,6 +32,10 @@ class Partner(SQLModel, table=True):
     billing_hour: int = Field(default=3)
     allow_partial_payments: bool = Field(default=False)
     pay_link_days: int = Field(default=30)
+    # Overdue-reminder stages, [{"day": 5, "stage": "reminder", "recipients": [...]}, …];
+    # None means the default policy (app.domain.dunning.DEFAULT_POLICY).
+    dunning_policy: list[dict] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    receipt_wording: str = Field(default="", max_length=1000)  # donation receipts
     created_at: datetime = created_at()
 
 
@@ -90,6 +94,7 @@ class CustomerAccount(SQLModel, table=True):
     currency: str = Field(max_length=3)
     tax_rate_bp: int | None = Field(default=None)  # overrides the partner's rate
     gateway_customer_ref: str = Field(default="", max_length=120)
+    service_stopped_on: date | None = Field(default=None)  # set while dunning stopped service
     created_at: datetime = created_at()
 
 

@@ -91,6 +91,10 @@ class Invoice(SQLModel, table=True):
     amount_paid: int = money()
     billing_email: str = Field(default="", max_length=254)
     memo: str = Field(default="", max_length=500)
+    # The day the dunning sweep next looks at this invoice (None: paid, canceled, or no
+    # stage left), and the overdue day of the last stage it handled.
+    next_dunning_on: date | None = Field(default=None, index=True)
+    dunning_day: int = Field(default=0)
     created_at: datetime = created_at()
 
     @property

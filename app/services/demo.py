@@ -44,7 +44,7 @@ from app.services.demo_data import (
     SubSpec,
 )
 from app.services.demo_gateway import DemoCharge, GatewayWork, gateway_work, spec_schedule
-from app.services.invoices import LineInput, add_invoice
+from app.services.invoices import LineInput, add_invoice, apply_paid_amount
 from app.services.schedules import refresh_next_charge_date, schedule_of
 
 DEMO_ORIGINS = ("http://localhost:5001", "http://127.0.0.1:5001")
@@ -276,8 +276,7 @@ def _write_invoice(
                 received_on=invoice.issue_date + timedelta(days=2),
             )
         )
-        invoice.amount_paid = invoice.total
-        invoice.status = InvoiceStatus.PAID
+        apply_paid_amount(invoice, invoice.total)
     elif spec.status == "canceled":
         _cancel(session, partner, account, invoice, today)
     session.add(invoice)
@@ -319,10 +318,7 @@ def _record_payment(
         )
     )
     if result.approved:
-        invoice.amount_paid += charge.amount
-        invoice.status = (
-            InvoiceStatus.PAID if invoice.amount_paid >= invoice.total else invoice.status
-        )
+        apply_paid_amount(invoice, charge.amount)
     elif invoice.due_date <= invoice.issue_date:
         invoice.status = InvoiceStatus.OVERDUE
     session.add(invoice)

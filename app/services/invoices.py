@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from sqlmodel import Session
 
@@ -115,6 +115,7 @@ def add_invoice(
         tax=tax,
         total=subtotal + tax,
         billing_email=account.billing_email or account.email,
+        next_dunning_on=first_dunning_day(due_date) if status == InvoiceStatus.CREATED else None,
     )
     session.add(invoice)
     session.flush()
@@ -123,3 +124,19 @@ def add_invoice(
         session.add(line)
     session.flush()
     return invoice
+
+
+def first_dunning_day(due_date: date) -> date:
+    """An unpaid invoice turns ``overdue`` the day after its due date: the sweep's first look."""
+    return due_date + timedelta(days=1)
+
+
+def apply_paid_amount(invoice: Invoice, amount: int) -> None:
+    """Count ``amount`` as received on the invoice (no commit).
+
+    A fully paid invoice becomes ``paid`` and leaves the dunning sweep.
+    """
+    invoice.amount_paid += amount
+    if invoice.balance <= 0:
+        invoice.status = InvoiceStatus.PAID
+        invoice.next_dunning_on = None

@@ -27,7 +27,6 @@ from app.domain.money import format_money
 from app.gateway.base import GatewayResult, PaymentGateway
 from app.models import (
     CustomerAccount,
-    InvoiceStatus,
     Partner,
     Payment,
     PaymentMethod,
@@ -36,7 +35,7 @@ from app.models import (
     User,
 )
 from app.services import payments
-from app.services.invoices import LineInput, add_invoice
+from app.services.invoices import LineInput, add_invoice, apply_paid_amount
 from app.services.notifications import write_receipt
 from app.services.schedules import schedule_of
 from app.services.subscription_access import (
@@ -290,8 +289,7 @@ def apply_manual_charge(session: Session, attempt: Payment) -> list[int]:
         subscription_id=sub.id,
         prices_include_tax=True,
     )
-    invoice.amount_paid = invoice.total
-    invoice.status = InvoiceStatus.PAID
+    apply_paid_amount(invoice, invoice.total)
     session.add(invoice)
     attempt.invoice_id = invoice.id
     session.add(attempt)

@@ -28,6 +28,7 @@ from app.models import (
 )
 from app.services import card_testing, payments
 from app.services.form_tokens import FormToken
+from app.services.invoices import apply_paid_amount
 from app.services.notifications import write_email, write_receipt
 from app.services.receipts import PaymentOutcome, outcome_for
 from app.services.tenancy import owned
@@ -358,9 +359,7 @@ def apply_invoice_payment(session: Session, attempt: Payment) -> list[int]:
     partner = session.get(Partner, attempt.partner_id)
     account = session.get(CustomerAccount, attempt.customer_account_id)
     assert invoice is not None and partner is not None and account is not None
-    invoice.amount_paid += attempt.amount
-    if invoice.balance <= 0:
-        invoice.status = InvoiceStatus.PAID
+    apply_paid_amount(invoice, attempt.amount)
     session.add(invoice)
     session.flush()
     return write_receipt(

@@ -21,7 +21,7 @@ from app.domain import schedule as rules
 from app.gateway.base import GatewayResult, PaymentGateway
 from app.models import CustomerAccount, Partner, Payment, PaymentMethod, PaymentStatus, Subscription
 from app.services import payments
-from app.services.invoices import LineInput, add_invoice
+from app.services.invoices import LineInput, add_invoice, apply_paid_amount
 from app.services.notifications import write_email, write_receipt
 from app.services.schedules import refresh_next_charge_date, schedule_of
 
@@ -311,8 +311,7 @@ def apply_period_charge(session: Session, attempt: Payment) -> list[int]:
         subscription_id=sub.id,
         prices_include_tax=True,
     )
-    invoice.amount_paid = invoice.total
-    invoice.status = "paid"
+    apply_paid_amount(invoice, invoice.total)
     session.add(invoice)
     attempt.invoice_id = invoice.id
     session.add(attempt)

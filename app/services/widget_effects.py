@@ -14,14 +14,13 @@ from app.domain import schedule as rules
 from app.models import (
     AuditEvent,
     CustomerAccount,
-    InvoiceStatus,
     Partner,
     Payment,
     PaymentMethod,
     Subscription,
     Widget,
 )
-from app.services.invoices import LineInput, add_invoice
+from app.services.invoices import LineInput, add_invoice, apply_paid_amount
 from app.services.notifications import write_receipt
 from app.services.schedules import refresh_next_charge_date
 
@@ -88,8 +87,7 @@ def apply_widget_payment(
         subscription_id=subscription.id if subscription else None,
         prices_include_tax=True,
     )
-    invoice.amount_paid = invoice.total
-    invoice.status = InvoiceStatus.PAID
+    apply_paid_amount(invoice, invoice.total)
     session.add(invoice)
     attempt.customer_account_id = account.id
     attempt.invoice_id = invoice.id
