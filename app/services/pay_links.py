@@ -10,6 +10,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
+from app.clock import local_today
 from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.money import format_money, parse_amount
 from app.gateway.base import PaymentGateway, TokenizedMethod
@@ -31,6 +32,7 @@ from app.services.form_tokens import FormToken
 from app.services.invoices import apply_paid_amount
 from app.services.notifications import write_email, write_receipt
 from app.services.receipts import PaymentOutcome, outcome_for
+from app.services.service_stop import restore_if_settled
 from app.services.tenancy import owned
 
 PAYABLE = (InvoiceStatus.CREATED, InvoiceStatus.OVERDUE)
@@ -362,6 +364,8 @@ def apply_invoice_payment(session: Session, attempt: Payment) -> list[int]:
     apply_paid_amount(invoice, attempt.amount)
     session.add(invoice)
     session.flush()
-    return write_receipt(
+    emails = write_receipt(
         session, attempt, to_address=invoice.billing_email or account.email, partner=partner
     )
+    paid_on = attempt.received_on or local_today(partner.timezone)
+    return emails + restore_if_settled(session, account.id, as_of=paid_on)  # type: ignore[arg-type]

@@ -356,7 +356,7 @@ def record_decline(
         **context,
     )
     ids = [to_customer.id]
-    partner_addresses = _partner_addresses(session, partner.id)  # type: ignore[arg-type]
+    partner_addresses = partner_admin_addresses(session, partner.id)  # type: ignore[arg-type]
     if partner_addresses:
         to_partner = write_email(
             session,
@@ -372,7 +372,8 @@ def record_decline(
     return [i for i in ids if i is not None]
 
 
-def _partner_addresses(session: Session, partner_id: int) -> list[str]:
+def partner_admin_addresses(session: Session, partner_id: int) -> list[str]:
+    """The email addresses of the partner's active admins (who get its notices)."""
     from app.models import Role, User
 
     rows = session.exec(

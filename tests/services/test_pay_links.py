@@ -302,3 +302,32 @@ def test_does_an_expired_link_email_a_new_one_once_an_hour(
     assert pay_links.send_new_link(
         db, expired, secret=secret(ctx), base_url="https://portico.example", now=next_hour
     )
+
+
+def test_does_paying_the_last_overdue_invoice_by_link_restore_service(
+    ctx: Flask, db: Session, invoice: Invoice
+) -> None:
+    from app.models import CustomerAccount
+    from app.services.service_stop import stop_service
+
+    others = db.exec(
+        select(Invoice).where(
+            Invoice.customer_account_id == invoice.customer_account_id, Invoice.id != invoice.id
+        )
+    ).all()
+    for other in others:  # leave this invoice as the account's only unpaid one
+        other.amount_paid = other.total
+        other.status = InvoiceStatus.PAID
+        db.add(other)
+    stop_service(db, invoice.customer_account_id, invoice=invoice, days=35, as_of=NOW.date())
+    db.commit()
+
+    outcome = pay(ctx, db, view_of(ctx, db, issue(db, invoice)), 4000)
+
+    assert outcome.approved
+    account = db.get(CustomerAccount, invoice.customer_account_id)
+    assert account is not None
+    db.refresh(account)
+    assert account.status == "active" and account.service_stopped_on is None
+    restored = db.exec(select(OutboxMessage).where(OutboxMessage.kind == "service_restored")).all()
+    assert {m.id for m in restored} <= set(outcome.email_ids) and restored
