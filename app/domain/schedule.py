@@ -11,9 +11,12 @@ The caller keeps three numbers for a subscription:
 - ``charged_periods``: approved recurring charges taken (one per period, ever);
 - ``amount_charged``: what counts against the total (approved charges of any kind, minus
   refunds: the seed's "transaction total");
-- ``first_period``: periods skipped without a charge, e.g. when a paused schedule resumes
-  (``first_period = period_index_on_or_after(schedule, as_of) - charged_periods`` when that
-  is larger than the current value), or when a person skips the next charge.
+- ``first_period``: the offset of the period numbering: positive for periods skipped
+  without a charge, e.g. when a paused schedule resumes (``first_period =
+  period_index_on_or_after(schedule, as_of) - charged_periods`` when that is larger than
+  the current value) or a person skips the next charge; negative when the schedule was
+  restarted after charges were taken (a new start date whose first period is next), so
+  the charges already taken do not push the next one further.
 
 The next period to charge is always ``first_period + charged_periods``.
 """
@@ -273,9 +276,9 @@ def next_charge_date(
         InvalidInput: the stop rule's field (stop_count, end_date, total_amount) is unset.
         ValueError: a counter is negative.
     """
-    if charged_periods < 0 or first_period < 0:
-        raise ValueError("charged_periods and first_period must be >= 0")
     period = first_period + charged_periods
+    if charged_periods < 0 or period < 0:
+        raise ValueError("charged_periods and the next period must be >= 0")
     rule = schedule.stop_rule
     if schedule.frequency is Frequency.ONCE and period >= 1:
         return None

@@ -108,7 +108,8 @@ def _first_period_after_edit(sub: Subscription, schedule: rules.Schedule, as_of:
     """
     if _timing(schedule) == _timing(schedule_of(sub)):
         return sub.first_period
-    return _skip_missed(schedule, 0, sub.recurring_count, as_of)
+    # Period numbers restart at the new schedule's first date on or after as_of.
+    return _skip_missed(schedule, -sub.recurring_count, sub.recurring_count, as_of)
 
 
 def preview(

@@ -293,6 +293,17 @@ def test_does_editing_the_amount_keep_the_schedule_and_editing_its_day_not_back_
     assert sub.next_charge_date == date(2030, 4, 15) == upcoming[0][0]
     assert sub.recurring_count == 3
 
+    # A start date in the future: its first period is the next charge, whatever was
+    # charged before (not three periods after it).
+    later = replace(MONTHLY, start_date="2030-05-01", manual_amount="30.00")
+    service.update_subscription(db, admin, sub.id, later, as_of=today)
+    sub = stored(db, sub.id)
+    assert sub.next_charge_date == date(2030, 5, 1)
+    assert charge_next_period(db, gateway, sub.id, as_of=date(2030, 5, 1), now=NOW).status == (
+        "charged"
+    )
+    assert stored(db, sub.id).next_charge_date == date(2030, 6, 1)
+
 
 def test_does_raising_the_count_reopen_a_complete_schedule(
     db: Session, gateway: SandboxGateway
