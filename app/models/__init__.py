@@ -24,6 +24,7 @@ from app.models.billing import (
 )
 from app.models.dunning import DunningNotice
 from app.models.notifications import OutboxMessage, OutboxStatus
+from app.models.on_behalf import OnBehalfDraft
 from app.models.runs import BillingRun, RunStatus
 from app.models.widgets import AmountMode, DeclineRecord, PayLink, Widget
 
@@ -43,6 +44,7 @@ __all__ = [
     "InvoiceSequence",
     "InvoiceStatus",
     "MethodKind",
+    "OnBehalfDraft",
     "OutboxMessage",
     "OutboxStatus",
     "Partner",

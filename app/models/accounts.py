@@ -95,6 +95,10 @@ class CustomerAccount(SQLModel, table=True):
     tax_rate_bp: int | None = Field(default=None)  # overrides the partner's rate
     gateway_customer_ref: str = Field(default="", max_length=120)
     service_stopped_on: date | None = Field(default=None)  # set while dunning stopped service
+    # Billing on behalf: from this date on, the platform bills the customer directly and
+    # invoices go to on_behalf_email.
+    on_behalf_start: date | None = Field(default=None)
+    on_behalf_email: str = Field(default="", max_length=254)
     created_at: datetime = created_at()
 
 
