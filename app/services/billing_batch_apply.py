@@ -31,7 +31,7 @@ from app.models import (
     Subscription,
 )
 from app.services import payments
-from app.services.invoices import effective_tax_rate, line_amounts
+from app.services.invoices import billing_address, effective_tax_rate, line_amounts
 from app.services.notifications import render_email
 from app.services.numbering import reserve_invoice_numbers
 from app.services.receipts import Receipt, method_label
@@ -91,7 +91,7 @@ class Claimed:
             account_id=account.id,  # type: ignore[arg-type]
             account_currency=account.currency,
             account_tax_rate_bp=account.tax_rate_bp,
-            to_address=account.billing_email or account.email,
+            to_address=billing_address(account, sub.next_charge_date),  # type: ignore[arg-type]
             customer_ref=account.gateway_customer_ref,
             token=method.token,
             method_kind=method.kind,

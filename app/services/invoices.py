@@ -21,6 +21,14 @@ class LineInput:
     product_id: int | None = None
 
 
+def billing_address(account: CustomerAccount, on: date) -> str:
+    """Where the account's invoices dated ``on`` go: the billing-on-behalf email from its
+    start date on, else the account's billing email, else its email."""
+    if account.on_behalf_start is not None and on >= account.on_behalf_start:
+        return account.on_behalf_email
+    return account.billing_email or account.email
+
+
 def tax_rate_for(account: CustomerAccount, partner: Partner) -> int:
     """The account's own tax rate (basis points) if set, else the partner's."""
     return effective_tax_rate(account.tax_rate_bp, partner.tax_rate_bp)
@@ -114,7 +122,7 @@ def add_invoice(
         subtotal=subtotal,
         tax=tax,
         total=subtotal + tax,
-        billing_email=account.billing_email or account.email,
+        billing_email=billing_address(account, issue_date),
         next_dunning_on=first_dunning_day(due_date) if status == InvoiceStatus.CREATED else None,
     )
     session.add(invoice)

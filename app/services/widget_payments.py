@@ -8,6 +8,7 @@ from datetime import date, datetime
 from sqlalchemy import bindparam
 from sqlmodel import Session, select
 
+from app.domain.contact import is_email
 from app.domain.errors import DomainError, InvalidInput, NotFound
 from app.domain.money import format_money, parse_amount
 from app.gateway.base import GatewayResult, PaymentGateway, PaymentMethodRejected, TokenizedMethod
@@ -133,7 +134,7 @@ def validate_payer(widget: Widget, payer: PayerInput) -> ValidPayer:
         errors["name"] = "Enter your name."
     elif len(name) > 200:
         errors["name"] = "Use at most 200 characters."
-    if not _looks_like_email(email):
+    if not is_email(email):
         errors["email"] = "Enter an email address like name@example.com."
     amount = 0
     if widget.amount_mode == AmountMode.FIXED:
@@ -156,16 +157,6 @@ def validate_payer(widget: Widget, payer: PayerInput) -> ValidPayer:
     if errors:
         raise FieldErrors(errors)
     return ValidPayer(name=name, email=email, amount=amount, frequency=payer.frequency)
-
-
-def _looks_like_email(value: str) -> bool:
-    from email_validator import EmailNotValidError, validate_email
-
-    try:
-        validate_email(value, check_deliverability=False)
-    except EmailNotValidError:
-        return False
-    return len(value) <= 254
 
 
 def replay(session: Session, widget: Widget, form: FormToken) -> PaymentOutcome | None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, request
+from flask import Blueprint, current_app, request
 from werkzeug.wrappers import Response
 
+from app.clock import local_today
 from app.extensions import db_session
 from app.services.directory import account_overview, list_customers
+from app.services.on_behalf import is_eligible
 from app.services.tenancy import partner_of
 from app.web.auth import acting_user, partner_required
 from app.web.htmx import render_view
@@ -33,10 +35,29 @@ def customers() -> Response:
 @bp.get("/customers/<int:customer_id>")
 @partner_required
 def customer(customer_id: int) -> Response:
-    overview = account_overview(db_session(), acting_user(), customer_id)
-    return render_view("partner/customer.html", overview=overview)
+    return customer_page(customer_id, editing=request.args.get("edit_billing_email") == "1")
+
+
+def customer_page(customer_id: int, *, status: int = 200, **on_behalf: object) -> Response:
+    """The account page; ``on_behalf`` is the state of the inline billing-email edit."""
+    session = db_session()
+    user = acting_user()
+    overview = account_overview(session, user, customer_id)
+    countries = current_app.config["PORTICO"].billing_on_behalf_countries
+    partner = partner_of(session, user)
+    start = overview.account.on_behalf_start
+    state = {
+        "eligible": is_eligible(partner, countries),
+        "status": "Active" if start and start <= local_today(partner.timezone) else "Scheduled",
+        "editing": False,
+        "typed": overview.account.on_behalf_email,
+        "error": "",
+        **on_behalf,
+    }
+    return render_view("partner/customer.html", status=status, overview=overview, on_behalf=state)
 
 
 from app.blueprints.partner import invoices as _invoices  # noqa: E402,F401  (registers the invoice routes)
+from app.blueprints.partner import on_behalf as _on_behalf  # noqa: E402,F401  (registers the billing-on-behalf wizard)
 from app.blueprints.partner import settings as _settings  # noqa: E402,F401  (registers the settings routes)
 from app.blueprints.partner import subscriptions as _subscriptions  # noqa: E402,F401  (registers the subscription routes)
