@@ -42,6 +42,7 @@ class AttemptSpec:
     invoice_id: int | None = None
     subscription_id: int | None = None
     payment_method_id: int | None = None
+    parent_payment_id: int | None = None  # the payment a refund gives money back from
     brand: str = ""
     last4: str = ""
     is_recurring: bool = False
@@ -98,6 +99,7 @@ def open_attempt(
         invoice_id=spec.invoice_id,
         subscription_id=spec.subscription_id,
         payment_method_id=spec.payment_method_id,
+        parent_payment_id=spec.parent_payment_id,
         purpose_key=spec.purpose_key,
         idempotency_key=idempotency_key_for(spec.purpose_key),
         kind=spec.kind,

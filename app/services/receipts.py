@@ -55,6 +55,22 @@ def method_label(kind: str, brand: str, last4: str) -> str:
     return f"{(brand or 'Card').title()} •••• {last4}"
 
 
+MANUAL_KINDS = {"check": "Check", "cash": "Cash", "bank_transfer": "Bank transfer"}
+
+
+def payment_method_label(payment: Payment) -> str:
+    """How a payment was made, for people: "Visa •••• 4242", "Check #1042", "Cash"."""
+    if payment.method != "manual":
+        return method_label(payment.method, payment.brand, payment.last4)
+    kind = MANUAL_KINDS.get(payment.kind, "Manual payment")
+    reference = payment.reference.strip()
+    if not reference or reference.lower().startswith(kind.lower()):
+        return reference or kind
+    if payment.kind == "check":
+        return f"Check #{reference.lstrip('#')}"
+    return f"{kind} ({reference})"
+
+
 def payment_reference(payment: Payment) -> str:
     """The reference a payer quotes to support."""
     return f"PAY-{payment.id:06d}"
@@ -73,7 +89,7 @@ def receipt_for(session: Session, payment: Payment, *, message: str = "") -> Rec
         payer_name=str(payment.detail.get("payer_name", "")),
         amount=payment.amount,
         currency=payment.currency,
-        method_label=method_label(payment.method, payment.brand, payment.last4),
+        method_label=payment_method_label(payment),
         paid_on=payment.received_on or payment.created_at.date(),
         reference=payment_reference(payment),
         invoice_number=invoice.number if invoice else "",

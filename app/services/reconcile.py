@@ -83,6 +83,11 @@ def apply_outcome(
 
         outcome = finish_period(session, attempt, result, now=now)
         return outcome.status, list(outcome.email_ids)
+    if source == "refund":
+        from app.services.refunds import finish_refund
+
+        refund = finish_refund(session, attempt, result, now=now)
+        return refund.status, list(refund.email_ids)
     if source == "manual_charge":
         from app.services.manual_charges import finish_manual_charge
 

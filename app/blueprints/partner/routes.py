@@ -57,6 +57,8 @@ def customer_page(customer_id: int, *, status: int = 200, **on_behalf: object) -
     return render_view("partner/customer.html", status=status, overview=overview, on_behalf=state)
 
 
+from app.blueprints.partner import billing_docs as _billing_docs  # noqa: E402,F401  (registers the invoice pages)
+from app.blueprints.partner import billing_payments as _billing_payments  # noqa: E402,F401  (registers the payment pages)
 from app.blueprints.partner import invoices as _invoices  # noqa: E402,F401  (registers the invoice routes)
 from app.blueprints.partner import on_behalf as _on_behalf  # noqa: E402,F401  (registers the billing-on-behalf wizard)
 from app.blueprints.partner import settings as _settings  # noqa: E402,F401  (registers the settings routes)
