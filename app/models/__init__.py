@@ -22,7 +22,7 @@ from app.models.billing import (
     Product,
     Subscription,
 )
-from app.models.dunning import DunningNotice
+from app.models.dunning import DunningNotice, DunningRun, DunningRunStatus
 from app.models.notifications import OutboxMessage, OutboxStatus
 from app.models.on_behalf import OnBehalfDraft
 from app.models.runs import BillingRun, RunStatus
@@ -33,6 +33,8 @@ __all__ = [
     "AmountMode",
     "DeclineRecord",
     "DunningNotice",
+    "DunningRun",
+    "DunningRunStatus",
     "PayLink",
     "Widget",
     "AuditEvent",

@@ -1,0 +1,336 @@
+"""The dunning sweep: overdue reminders, warnings and service stop (ARCHITECTURE §1).
+
+Every unpaid invoice carries ``next_dunning_on``, the day the sweep should next look at
+it (the day after its due date, then each stage's day); paid and canceled invoices carry
+None. A sweep for a partner and a local day selects, by that index, only the invoices
+due a look, so its cost follows the reminders due rather than the invoices kept.
+
+Invoices go in chunks, each in one transaction under row locks (``FOR UPDATE SKIP
+LOCKED`` on PostgreSQL; SQLite takes its write lock first). For each: an unpaid invoice
+past its due date turns ``overdue``; the latest stage now due is recorded as a
+:class:`DunningNotice` (unique per invoice and day) with its emails, earlier stages a
+missed run left are recorded as skipped; a stop stage stops service. The transaction
+commits, and only then are the emails enqueued. Two sweeps of the same day, at once or
+one after the other, never write a stage twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from app.domain.dunning import Decision, Policy, Stage, StageKind, decide, parse_policy
+from app.models import CustomerAccount, DunningNotice, Invoice, InvoiceStatus, Partner
+from app.services.dunning_emails import (
+    Audience,
+    format_recipients,
+    pay_urls,
+    recipients_of,
+    stage_messages,
+)
+from app.services.service_stop import stop_service
+from app.services.subscription_billing import partner_admin_addresses
+
+DEFAULT_CHUNK_SIZE = 200
+OPEN_STATUSES = (InvoiceStatus.CREATED, InvoiceStatus.OVERDUE)
+
+OnEmails = Callable[[list[int]], None]
+OnProgress = Callable[[Counter[str]], None]
+
+
+def policy_of(partner: Partner) -> Policy:
+    """The partner's dunning policy (the default one when it has none).
+
+    Raises PolicyInvalid when the stored policy breaks a rule (it is checked on save).
+    """
+    return parse_policy(partner.dunning_policy)
+
+
+def due_invoice_ids(session: Session, *, partner_id: int, as_of: date) -> list[int]:
+    """Ids of the partner's invoices the sweep of ``as_of`` must look at, by the index."""
+    rows = session.exec(
+        select(Invoice.id)
+        .where(col(Invoice.next_dunning_on) <= as_of, Invoice.partner_id == partner_id)
+        .order_by(Invoice.id)
+    ).all()
+    return [int(r) for r in rows]
+
+
+def sweep(
+    session: Session,
+    *,
+    partner_id: int,
+    as_of: date,
+    now: datetime,
+    base_url: str = "",
+    secret: str = "",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    on_emails: OnEmails | None = None,
+    on_progress: OnProgress | None = None,
+) -> Counter[str]:
+    """Run the partner's dunning for local day ``as_of``; returns what it counted.
+
+    Counts: ``invoices`` looked at, ``overdue`` newly marked, ``sent`` stages (reminders,
+    warnings, stops), ``skipped`` stages, ``stopped`` services, ``emails`` written,
+    ``closed`` (paid or canceled, left the sweep), ``taken`` (handled by a concurrent
+    sweep). Each chunk commits before ``on_emails`` gets its email ids and
+    ``on_progress`` its counts. ``now`` dates new pay links. Raises LookupError for an
+    unknown partner, PolicyInvalid for a broken stored policy.
+    """
+    partner = session.get(Partner, partner_id)
+    if partner is None:
+        raise LookupError(f"no partner {partner_id}")
+    audience = Audience(
+        partner,
+        tuple(partner_admin_addresses(session, partner_id)),
+        base_url=base_url,
+        secret=secret,
+    )
+    policy = policy_of(partner)
+    ids = due_invoice_ids(session, partner_id=partner_id, as_of=as_of)
+    session.rollback()
+    total: Counter[str] = Counter()
+    for start in range(0, len(ids), chunk_size):
+        counts, email_ids = sweep_chunk(
+            session, audience, policy, ids[start : start + chunk_size], as_of=as_of, now=now
+        )
+        total.update(counts)
+        if on_emails and email_ids:
+            on_emails(email_ids)
+        if on_progress:
+            on_progress(counts)
+    return total
+
+
+def sweep_chunk(
+    session: Session,
+    audience: Audience,
+    policy: Policy,
+    invoice_ids: list[int],
+    *,
+    as_of: date,
+    now: datetime,
+) -> tuple[Counter[str], list[int]]:
+    """Handle a chunk of invoices in one transaction; commits. Returns counts and emails.
+
+    When a concurrent sweep wrote a notice first (the unique row answers), the chunk is
+    redone one invoice at a time and the invoices already handled are counted ``taken``.
+    Raises whatever the database raises otherwise.
+    """
+    try:
+        return _handle(session, audience, policy, invoice_ids, as_of=as_of, now=now)
+    except IntegrityError:
+        session.rollback()
+    counts: Counter[str] = Counter()
+    email_ids: list[int] = []
+    for invoice_id in invoice_ids:
+        try:
+            own, ids = _handle(session, audience, policy, [invoice_id], as_of=as_of, now=now)
+        except IntegrityError:
+            session.rollback()
+            counts["taken"] += 1
+            continue
+        counts.update(own)
+        email_ids.extend(ids)
+    return counts, email_ids
+
+
+def _lock(session: Session, invoice_ids: list[int], as_of: date) -> list[Invoice]:
+    """The chunk's invoices still due on ``as_of``, locked; those another sweep holds or
+    has already moved on are left out."""
+    due = col(Invoice.id).in_(invoice_ids), col(Invoice.next_dunning_on) <= as_of
+    query = select(Invoice).where(*due).order_by(Invoice.id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    else:  # SQLite has no row locks: a no-op write takes the database write lock first
+        session.execute(
+            update(Invoice).where(*due).values(dunning_day=Invoice.dunning_day),
+            execution_options={"synchronize_session": False},
+        )
+    return list(session.exec(query.execution_options(populate_existing=True)).all())
+
+
+@dataclass
+class _Send:
+    invoice: Invoice
+    account: CustomerAccount
+    decision: Decision
+    stage: Stage
+
+
+def _handle(
+    session: Session,
+    audience: Audience,
+    policy: Policy,
+    invoice_ids: list[int],
+    *,
+    as_of: date,
+    now: datetime,
+) -> tuple[Counter[str], list[int]]:
+    counts: Counter[str] = Counter()
+    invoices = _lock(session, invoice_ids, as_of)
+    counts["taken"] += len(invoice_ids) - len(invoices)  # held or done by another sweep
+    account_ids = {inv.customer_account_id for inv in invoices}
+    accounts = {
+        a.id: a
+        for a in session.exec(
+            select(CustomerAccount).where(col(CustomerAccount.id).in_(account_ids))
+        ).all()
+    }
+    sends: list[_Send] = []
+    for invoice in invoices:
+        counts["invoices"] += 1
+        if invoice.status not in OPEN_STATUSES or invoice.balance <= 0:
+            invoice.next_dunning_on = None  # paid or canceled: leaves the sweep
+            counts["closed"] += 1
+            continue
+        decision = decide(
+            policy,
+            due_date=invoice.due_date,
+            dunning_day=invoice.dunning_day,
+            status=invoice.status,
+            as_of=as_of,
+        )
+        if decision.mark_overdue:
+            invoice.status = InvoiceStatus.OVERDUE
+            counts["overdue"] += 1
+        account = accounts[invoice.customer_account_id]
+        for stage in decision.skipped:
+            session.add(_notice(invoice, stage, as_of, skipped=True))
+            counts["skipped"] += 1
+        if decision.stage is not None:
+            pairs = recipients_of(decision.stage, invoice, account, audience)
+            session.add(
+                _notice(invoice, decision.stage, as_of, recipients=format_recipients(pairs))
+            )
+            sends.append(_Send(invoice, account, decision, decision.stage))
+            counts["sent"] += 1
+        invoice.dunning_day = decision.handled_day
+        invoice.next_dunning_on = decision.next_on
+    session.flush()  # the notices first: a concurrent sweep's row fails here, before emails
+    email_ids = _write_emails(session, audience, policy, sends, as_of=as_of, now=now)
+    for send in sends:
+        if send.stage.kind == StageKind.STOP:
+            stopped = stop_service(
+                session,
+                send.account.id,  # type: ignore[arg-type]
+                invoice=send.invoice,
+                days=send.decision.days,
+                as_of=as_of,
+                base_url=audience.base_url,
+            )
+            counts["stopped"] += bool(stopped)
+            email_ids.extend(stopped)
+    session.commit()
+    counts["emails"] += len(email_ids)
+    return counts, email_ids
+
+
+def _write_emails(
+    session: Session,
+    audience: Audience,
+    policy: Policy,
+    sends: list[_Send],
+    *,
+    as_of: date,
+    now: datetime,
+) -> list[int]:
+    mails = [s for s in sends if s.stage.kind != StageKind.STOP]
+    urls = pay_urls(session, [s.invoice for s in mails], audience, now=now)
+    messages = [
+        message
+        for s in mails
+        for message in stage_messages(
+            stage=s.stage,
+            policy=policy,
+            invoice=s.invoice,
+            account=s.account,
+            audience=audience,
+            days=s.decision.days,
+            as_of=as_of,
+            pay_url=urls.get(s.invoice.id, ""),  # type: ignore[arg-type]
+        )
+    ]
+    if not messages:
+        return []
+    session.add_all(messages)
+    session.flush()
+    return [int(m.id) for m in messages]  # type: ignore[arg-type]
+
+
+def _notice(
+    invoice: Invoice, stage: Stage, as_of: date, *, skipped: bool = False, recipients: str = ""
+) -> DunningNotice:
+    return DunningNotice(
+        partner_id=invoice.partner_id,
+        invoice_id=invoice.id,  # type: ignore[arg-type]
+        customer_account_id=invoice.customer_account_id,
+        day=stage.day,
+        stage=stage.kind.value,
+        due_on=invoice.due_date + timedelta(days=stage.day),
+        handled_on=as_of,
+        skipped=skipped,
+        recipients=recipients,
+    )
+
+
+# -- dry run -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedNotice:
+    """What a sweep would do to one invoice (``stage`` None: only its status or date)."""
+
+    invoice: Invoice
+    account: CustomerAccount
+    decision: Decision | None  # None: paid or canceled, leaves the sweep
+    recipients: tuple[tuple[str, str], ...] = ()
+
+
+def preview_sweep(session: Session, *, partner_id: int, as_of: date) -> list[PlannedNotice]:
+    """What the partner's sweep of ``as_of`` would send, skip and change; writes nothing.
+
+    Raises LookupError for an unknown partner, PolicyInvalid for a broken stored policy.
+    """
+    partner = session.get(Partner, partner_id)
+    if partner is None:
+        raise LookupError(f"no partner {partner_id}")
+    audience = Audience(partner, tuple(partner_admin_addresses(session, partner_id)))
+    policy = policy_of(partner)
+    ids = due_invoice_ids(session, partner_id=partner_id, as_of=as_of)
+    plans: list[PlannedNotice] = []
+    for start in range(0, len(ids), DEFAULT_CHUNK_SIZE):
+        chunk = ids[start : start + DEFAULT_CHUNK_SIZE]
+        invoices = session.exec(
+            select(Invoice).where(col(Invoice.id).in_(chunk)).order_by(Invoice.id)
+        ).all()
+        account_ids = {inv.customer_account_id for inv in invoices}
+        accounts = {
+            a.id: a
+            for a in session.exec(
+                select(CustomerAccount).where(col(CustomerAccount.id).in_(account_ids))
+            ).all()
+        }
+        for invoice in invoices:
+            account = accounts[invoice.customer_account_id]
+            if invoice.status not in OPEN_STATUSES or invoice.balance <= 0:
+                plans.append(PlannedNotice(invoice, account, None))
+                continue
+            decision = decide(
+                policy,
+                due_date=invoice.due_date,
+                dunning_day=invoice.dunning_day,
+                status=invoice.status,
+                as_of=as_of,
+            )
+            pairs = (
+                recipients_of(decision.stage, invoice, account, audience) if decision.stage else []
+            )
+            plans.append(PlannedNotice(invoice, account, decision, tuple(pairs)))
+    return plans
