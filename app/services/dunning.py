@@ -26,10 +26,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.domain.dunning import Decision, Policy, Stage, StageKind, decide, parse_policy
-from app.models import CustomerAccount, DunningNotice, Invoice, InvoiceStatus, Partner
+from app.models import (
+    CustomerAccount,
+    DunningNotice,
+    Invoice,
+    InvoiceStatus,
+    OutboxMessage,
+    Partner,
+)
 from app.services.dunning_emails import (
     Audience,
     format_recipients,
+    insert_rows,
     pay_urls,
     recipients_of,
     stage_messages,
@@ -184,6 +192,7 @@ def _handle(
         ).all()
     }
     sends: list[_Send] = []
+    rows: list[DunningNotice] = []
     for invoice in invoices:
         counts["invoices"] += 1
         if invoice.status not in OPEN_STATUSES or invoice.balance <= 0:
@@ -202,18 +211,20 @@ def _handle(
             counts["overdue"] += 1
         account = accounts[invoice.customer_account_id]
         for stage in decision.skipped:
-            session.add(_notice(invoice, stage, as_of, skipped=True))
+            rows.append(_notice(invoice, stage, as_of, skipped=True))
             counts["skipped"] += 1
         if decision.stage is not None:
             pairs = recipients_of(decision.stage, invoice, account, audience)
-            session.add(
+            rows.append(
                 _notice(invoice, decision.stage, as_of, recipients=format_recipients(pairs))
             )
             sends.append(_Send(invoice, account, decision, decision.stage))
             counts["sent"] += 1
         invoice.dunning_day = decision.handled_day
         invoice.next_dunning_on = decision.next_on
-    session.flush()  # the notices first: a concurrent sweep's row fails here, before emails
+    session.flush()
+    # The notices first: a concurrent sweep's row fails here, before any email is written.
+    insert_rows(session, DunningNotice, rows)
     email_ids = _write_emails(session, audience, policy, sends, as_of=as_of, now=now)
     for send in sends:
         if send.stage.kind == StageKind.STOP:
@@ -259,9 +270,14 @@ def _write_emails(
     ]
     if not messages:
         return []
-    session.add_all(messages)
-    session.flush()
-    return [int(m.id) for m in messages]  # type: ignore[arg-type]
+    insert_rows(session, OutboxMessage, messages)
+    keys = [m.dedupe_key for m in messages]
+    return [
+        int(i)
+        for i in session.exec(
+            select(OutboxMessage.id).where(col(OutboxMessage.dedupe_key).in_(keys))
+        ).all()
+    ]
 
 
 def _notice(

@@ -9,17 +9,20 @@ audience, so a stage's email exists once whatever the number of runs.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlmodel import Session, col, select
+from sqlalchemy import insert
+from sqlmodel import Session, SQLModel, col, select
 
 from app.domain.dunning import Policy, Recipient, Stage, StageKind, stop_stage
 from app.domain.money import format_money
 from app.models import CustomerAccount, Invoice, OutboxMessage, Partner, PayLink
 from app.services.notifications import render_email
 from app.services.pay_links import token_for
+
+LINK_MIN_VALIDITY = timedelta(days=7)  # a reminder's link works for at least this long
 
 
 @dataclass(frozen=True)
@@ -69,20 +72,23 @@ def pay_urls(
 ) -> dict[int, str]:
     """A working payment address per invoice, for the customer's email (no commit).
 
-    An unexpired, unrevoked pay link is reused; an invoice without one gets a new link
-    (nothing to revoke, so links already sent keep working). Without a signing secret
-    the customer is sent to the portal instead. Raises nothing.
+    An unrevoked pay link that stays valid for another week (or the partner's whole link
+    lifetime, if shorter) is reused; otherwise the invoice gets a new link, and links
+    already sent keep working until they expire. Without a signing secret the customer
+    is sent to the portal instead. Raises nothing.
     """
     base = audience.base_url.rstrip("/")
     if not audience.secret:
         return {inv.id: f"{base}/portal/" for inv in invoices}  # type: ignore[misc]
     ids = [inv.id for inv in invoices]
+    lifetime = timedelta(days=audience.partner.pay_link_days)
+    usable_until = now + min(LINK_MIN_VALIDITY, lifetime)
     links: dict[int, PayLink] = {}
     if ids:
         for link in session.exec(
             select(PayLink)
             .where(col(PayLink.invoice_id).in_(ids), col(PayLink.revoked_at).is_(None))
-            .where(col(PayLink.expires_at) > now)
+            .where(col(PayLink.expires_at) >= usable_until)
             .order_by(PayLink.id)
         ).all():
             links[link.invoice_id] = link
@@ -91,19 +97,34 @@ def pay_urls(
             partner_id=inv.partner_id,
             invoice_id=inv.id,  # type: ignore[arg-type]
             nonce=secrets.token_urlsafe(24),
-            expires_at=now + timedelta(days=audience.partner.pay_link_days),
+            expires_at=now + lifetime,
         )
         for inv in invoices
         if inv.id not in links
     ]
     if fresh:
-        session.add_all(fresh)
-        session.flush()
-        links.update({link.invoice_id: link for link in fresh})
+        insert_rows(session, PayLink, fresh)
+        nonces = [link.nonce for link in fresh]
+        links.update(
+            {
+                link.invoice_id: link
+                for link in session.exec(select(PayLink).where(col(PayLink.nonce).in_(nonces)))
+            }
+        )
     return {
         invoice_id: f"{base}/pay/{token_for(audience.secret, link)}"
         for invoice_id, link in links.items()
     }
+
+
+def insert_rows(session: Session, model: type[SQLModel], rows: Sequence[SQLModel]) -> None:
+    """Insert new rows in one statement, without reading ids back (no commit).
+
+    The ORM would send one ``INSERT … RETURNING`` per row here; callers that need the
+    ids read them back by a unique key. Raises IntegrityError on a unique violation.
+    """
+    if rows:
+        session.execute(insert(model), [row.model_dump(exclude={"id"}) for row in rows])
 
 
 def _days(n: int) -> str:
