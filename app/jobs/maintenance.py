@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from app.clock import utcnow
 from app.jobs.context import job_session
 from app.jobs.dispatch import enqueue_emails
@@ -11,8 +9,13 @@ from app.services.email import unsent_message_ids
 
 
 def sweep_outbox() -> int:
-    """Enqueue emails a crash left unsent (written but never enqueued). Returns the count."""
+    """Queue outbox messages left unsent; returns how many jobs were queued.
+
+    Picks up messages a crash left unqueued and failed ones whose backoff has passed, up
+    to the attempts cap (``unsent_message_ids``). Its jobs carry no RQ retry: the next
+    sweep is the retry. Raises redis or database errors for RQ to record.
+    """
     with job_session() as session:
-        ids = unsent_message_ids(session, older_than=utcnow() - timedelta(minutes=1))
+        ids = unsent_message_ids(session, now=utcnow())
         session.rollback()
-        return enqueue_emails(ids)
+        return enqueue_emails(ids, retry=False)

@@ -1,18 +1,54 @@
-"""Email: messages are outbox rows first, delivered by a job after the commit."""
+"""Email: messages are outbox rows first, delivered by a job after the commit (ADR 0004)."""
 
 from __future__ import annotations
 
 import smtplib
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from email.message import EmailMessage
-from urllib.parse import unquote, urlsplit
+from typing import Any, Final
 
+from sqlalchemy import and_, or_, update
 from sqlmodel import Session, col, select
 
 from app.clock import utcnow
 from app.models import OutboxMessage, OutboxStatus
+from app.services.smtp_transport import (
+    SmtpBatchConnection,
+    TransportGaveUp,
+    describe,
+)
 
 SENDER = "Portico <billing@portico.example>"
+MESSAGE_ID_DOMAIN = "portico.example"
+# The sweeper stops retrying a failed message after this many attempts in all ("Send
+# again" on the outbox page still works).
+MAX_ATTEMPTS: Final = 12
+# A message never enqueued (a crash between commit and enqueue) is swept after this.
+PENDING_GRACE: Final = timedelta(minutes=1)
+
+
+class DeliveryFailed(Exception):
+    """Some messages of a batch were not accepted; each row says why (status failed).
+
+    Raised after every message of the batch was tried, so RQ retries the job and the
+    retry sends only those (the others are already marked sent).
+    """
+
+    def __init__(self, failed: dict[int, str]) -> None:
+        first = next(iter(failed.items()), (0, ""))
+        super().__init__(f"{len(failed)} email(s) not delivered; #{first[0]}: {first[1]}")
+        self.failed = failed
+
+
+@dataclass
+class DeliveryReport:
+    """What one delivery pass did: ids sent, ids failed with their error, ids left alone."""
+
+    sent: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+    skipped: int = 0
+    connections: int = 0
 
 
 def add_message(
@@ -29,7 +65,7 @@ def add_message(
     """Add an outbox row to the caller's transaction (the caller commits).
 
     If a message with ``dedupe_key`` already exists it is returned and nothing is added,
-    so a notification is written once per purpose.
+    so a notification is written once per purpose. Raises nothing of its own.
     """
     existing = session.exec(
         select(OutboxMessage).where(OutboxMessage.dedupe_key == dedupe_key)
@@ -51,63 +87,207 @@ def add_message(
 
 
 def deliver(session: Session, message_id: int, *, smtp_url: str) -> bool:
-    """Send one outbox message if it is still unsent; commits its new state.
+    """Send one outbox message if it is still unsent (see :func:`deliver_many`).
 
-    With ``smtp_url`` (``smtp://user:pass@host:port``, ``smtps://`` for TLS) the message
-    goes to that server; without it, it stays readable in the outbox and is marked sent.
-    Returns False when there was nothing to do (unknown id, or already sent).
-    Raises the SMTP error after recording it, so RQ can retry the job.
+    Returns False when there was nothing to do (unknown id, already sent, or being sent
+    by another worker right now).
+
+    Raises:
+        DeliveryFailed: the message was not accepted; its row is marked failed first.
     """
-    query = select(OutboxMessage).where(OutboxMessage.id == message_id)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    message = session.exec(query).first()
-    if message is None or message.status == OutboxStatus.SENT:
-        session.rollback()
-        return False
-    message.attempts += 1
+    return bool(deliver_many(session, [message_id], smtp_url=smtp_url).sent)
+
+
+def deliver_many(session: Session, message_ids: list[int], *, smtp_url: str) -> DeliveryReport:
+    """Send every still-unsent message of ``message_ids`` over one SMTP connection.
+
+    Each message, in id order, is claimed alone: its row is locked (``FOR UPDATE SKIP
+    LOCKED`` on PostgreSQL, so a message another worker holds is skipped, not waited for;
+    on SQLite the claim takes the database's write lock), its ``attempts`` counted, and it
+    is sent while the lock is held. Right after the server accepts it the row is marked
+    ``sent`` in its own short commit; a refused message is marked ``failed`` with the
+    server's answer, and the batch goes on. Two workers given the same batch therefore
+    never both send a message, and a crash mid-batch loses at most the one message in
+    flight.
+
+    The trade-off: SMTP has no idempotency key, so if the process dies (or the database
+    commit fails) after the server accepted a message and before the ``sent`` commit,
+    that one message is sent again by the next attempt. It keeps its stable
+    ``Message-ID`` so mail clients can fold the duplicate. We prefer that rare duplicate
+    to a lost receipt (ADR 0004).
+
+    If the connection drops mid-batch it is opened again once and the batch continues;
+    if it drops again, or cannot be opened at all, the message in hand and every later
+    one are marked failed with that error. Without ``smtp_url`` nothing is sent: the
+    messages are marked sent and stay readable in the outbox.
+
+    Raises:
+        DeliveryFailed: after the whole batch was tried, when any message was not
+            accepted (RQ then retries the job with backoff; sent ones are skipped).
+    """
+    ids = _still_unsent(session, message_ids)
+    if not smtp_url:
+        return _keep_in_outbox(session, ids)
+    report = DeliveryReport()
     try:
-        if smtp_url:
-            _send_smtp(smtp_url, message)
-    except (OSError, smtplib.SMTPException) as exc:
-        message.status = OutboxStatus.FAILED
-        message.last_error = f"{type(exc).__name__}: {exc}"[:500]
-        session.add(message)
-        session.commit()
-        raise
-    message.status = OutboxStatus.SENT
-    message.sent_at = utcnow()
-    message.last_error = ""
-    session.add(message)
-    session.commit()
-    return True
+        connection = SmtpBatchConnection(smtp_url)
+    except ValueError as exc:
+        report.failed.update(_fail_all(session, ids, f"Configuration: {exc}"))
+        raise DeliveryFailed(report.failed) from exc
+    try:
+        for index, message_id in enumerate(ids):
+            row = _claim(session, message_id)
+            if row is None:
+                session.rollback()
+                report.skipped += 1
+                continue
+            try:
+                refused = connection.send(build_email(row))
+            except TransportGaveUp as exc:
+                error = describe(exc)
+                _finish(session, message_id, status=OutboxStatus.FAILED, error=error)
+                report.failed[message_id] = error
+                report.failed.update(_fail_all(session, ids[index + 1 :], error))
+                break
+            except Exception as exc:  # refused, or unsendable: this message only
+                error = describe(exc)
+                _finish(session, message_id, status=OutboxStatus.FAILED, error=error)
+                report.failed[message_id] = error
+                continue
+            partly = describe(smtplib.SMTPRecipientsRefused(refused)) if refused else ""
+            _finish(session, message_id, status=OutboxStatus.SENT, error=partly)
+            report.sent.append(message_id)
+    finally:
+        connection.close()
+        report.connections = connection.connections
+    if report.failed:
+        raise DeliveryFailed(report.failed)
+    return report
 
 
-def unsent_message_ids(session: Session, *, older_than: datetime) -> list[int]:
-    """Ids of messages still pending (or failed) that were written before ``older_than``."""
+def unsent_message_ids(session: Session, *, now: datetime) -> list[int]:
+    """Ids the outbox sweeper should hand to a job again, oldest first (read-only).
+
+    A ``pending`` message older than a minute was never enqueued (or its job was lost). A
+    ``failed`` message with ``n`` attempts is due again once it is older than 2**n
+    minutes, so the sweeper backs off further after RQ's own retries of the job
+    (10 s … 30 min) are spent; after ``MAX_ATTEMPTS`` attempts it is left for a person
+    (the outbox page's "Send again"). Raises nothing of its own.
+    """
+    failed_due = [
+        and_(
+            col(OutboxMessage.attempts) == attempts,
+            col(OutboxMessage.created_at) < now - timedelta(minutes=2**attempts),
+        )
+        for attempts in range(MAX_ATTEMPTS)
+    ]
     rows = session.exec(
         select(OutboxMessage.id)
-        .where(col(OutboxMessage.status).in_((OutboxStatus.PENDING, OutboxStatus.FAILED)))
-        .where(OutboxMessage.created_at < older_than)
-        .where(OutboxMessage.attempts < 10)
-        .order_by(OutboxMessage.id)
+        .where(
+            or_(
+                and_(
+                    col(OutboxMessage.status) == OutboxStatus.PENDING,
+                    col(OutboxMessage.created_at) < now - PENDING_GRACE,
+                ),
+                and_(col(OutboxMessage.status) == OutboxStatus.FAILED, or_(*failed_due)),
+            )
+        )
+        .order_by(col(OutboxMessage.id))
     ).all()
     return [int(r) for r in rows]
 
 
-def _send_smtp(smtp_url: str, message: OutboxMessage) -> None:
-    parts = urlsplit(smtp_url)
+def _still_unsent(session: Session, message_ids: list[int]) -> list[int]:
+    ids = sorted(set(message_ids))
+    found: list[int] = []
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        found += session.exec(
+            select(OutboxMessage.id)
+            .where(col(OutboxMessage.id).in_(chunk))
+            .where(col(OutboxMessage.status) != OutboxStatus.SENT)
+        ).all()
+    session.rollback()
+    return sorted(int(i) for i in found)
+
+
+def _claim(session: Session, message_id: int) -> Any | None:
+    """Lock one unsent row and count the attempt; None if sent or held by another worker."""
+    target: Any = message_id
+    if session.get_bind().dialect.name == "postgresql":
+        target = (
+            select(OutboxMessage.id)
+            .where(col(OutboxMessage.id) == message_id)
+            .where(col(OutboxMessage.status) != OutboxStatus.SENT)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+    return session.execute(
+        update(OutboxMessage)
+        .where(col(OutboxMessage.id) == target)
+        .where(col(OutboxMessage.status) != OutboxStatus.SENT)
+        .values(attempts=col(OutboxMessage.attempts) + 1)
+        .returning(
+            col(OutboxMessage.id),
+            col(OutboxMessage.to_address),
+            col(OutboxMessage.subject),
+            col(OutboxMessage.text_body),
+            col(OutboxMessage.html_body),
+        )
+    ).first()
+
+
+def _finish(session: Session, message_id: int, *, status: str, error: str) -> None:
+    """Record the outcome of the claimed message and commit (releasing its lock)."""
+    values: dict[str, Any] = {"status": status, "last_error": error}
+    if status == OutboxStatus.SENT:
+        values["sent_at"] = utcnow()
+    session.execute(
+        update(OutboxMessage).where(col(OutboxMessage.id) == message_id).values(**values)
+    )
+    session.commit()
+
+
+def _fail_all(session: Session, ids: list[int], error: str) -> dict[int, str]:
+    """Mark every still-unsent message of ``ids`` failed with ``error`` (one attempt each).
+
+    Rows another worker holds right now (PostgreSQL) are left to that worker.
+    """
+    failed: dict[int, str] = {}
+    for message_id in ids:
+        if _claim(session, message_id) is None:
+            session.rollback()
+            continue
+        _finish(session, message_id, status=OutboxStatus.FAILED, error=error)
+        failed[message_id] = error
+    return failed
+
+
+def _keep_in_outbox(session: Session, ids: list[int]) -> DeliveryReport:
+    """No SMTP server configured: the messages count as sent and stay in the outbox."""
+    report = DeliveryReport()
+    for message_id in ids:
+        if _claim(session, message_id) is None:
+            session.rollback()
+            report.skipped += 1
+            continue
+        _finish(session, message_id, status=OutboxStatus.SENT, error="")
+        report.sent.append(message_id)
+    return report
+
+
+def build_email(row: Any) -> EmailMessage:
+    """The MIME message sent for an outbox row (text and HTML parts, stable Message-ID)."""
     email = EmailMessage()
     email["From"] = SENDER
-    email["To"] = message.to_address
-    email["Subject"] = message.subject
-    email["Message-ID"] = f"<outbox-{message.id}@portico.example>"
-    email.set_content(message.text_body)
-    email.add_alternative(message.html_body, subtype="html")
-    smtp_class = smtplib.SMTP_SSL if parts.scheme == "smtps" else smtplib.SMTP
-    with smtp_class(parts.hostname or "127.0.0.1", parts.port or 25, timeout=20) as client:
-        if parts.scheme == "smtp+starttls":
-            client.starttls()
-        if parts.username:
-            client.login(unquote(parts.username), unquote(parts.password or ""))
-        client.send_message(email)
+    email["To"] = row.to_address
+    email["Subject"] = row.subject
+    email["Message-ID"] = message_id_header(int(row.id))
+    email.set_content(row.text_body)
+    email.add_alternative(row.html_body, subtype="html")
+    return email
+
+
+def message_id_header(message_id: int) -> str:
+    """The stable ``Message-ID`` of outbox message ``message_id`` (the same on every try)."""
+    return f"<outbox-{message_id}@{MESSAGE_ID_DOMAIN}>"
