@@ -19,4 +19,5 @@ def partners() -> Response:
     return render_view("operator/partners.html", rows=list_partners(db_session()))
 
 
+from app.blueprints.operator import outbox as _outbox  # noqa: E402,F401  (registers the outbox pages)
 from app.blueprints.operator import runs as _runs  # noqa: E402,F401  (registers the billing-run pages)
