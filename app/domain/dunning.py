@@ -110,21 +110,25 @@ def parse_policy(
         raise PolicyInvalid({"stages": "Add at least one stage, such as a reminder at day 5."})
     if len(numbered) > MAX_STAGES:
         raise PolicyInvalid({"stages": f"A policy has at most {MAX_STAGES} stages."})
-    stages: dict[int, Stage | None] = {n: _parse_row(n, row, errors) for n, row in numbered}
-    previous: tuple[int, int] | None = None  # (row, day) of the last valid day
-    for n, stage in stages.items():
-        if stage is None:
+    parsed = {n: _parse_row(n, row, errors) for n, row in numbered}
+    previous: tuple[int, int] | None = None  # (row, day) of the last readable day
+    for n, (day, _kind, _recipients) in parsed.items():
+        if day is None:
             continue
-        if previous is not None and stage.day <= previous[1]:
+        if previous is not None and day <= previous[1]:
             errors.setdefault(
                 f"stages-{n}-day",
                 f"Stage {n + 1}: enter a day after day {previous[1]} of stage {previous[0] + 1}.",
             )
-        previous = (n, stage.day)
-    _check_stop_and_warnings(stages, errors)
+        previous = (n, day)
+    _check_stop_and_warnings({n: kind for n, (_d, kind, _r) in parsed.items()}, errors)
     if errors:
         raise PolicyInvalid(errors)
-    return tuple(s for s in stages.values() if s is not None)
+    return tuple(
+        Stage(day, kind, recipients)
+        for day, kind, recipients in parsed.values()
+        if day is not None and kind is not None and recipients
+    )
 
 
 def _blank(row: Mapping[str, object]) -> bool:
@@ -132,7 +136,10 @@ def _blank(row: Mapping[str, object]) -> bool:
     return day is None or (isinstance(day, str) and not day.strip())
 
 
-def _parse_row(n: int, row: Mapping[str, object], errors: dict[str, str]) -> Stage | None:
+def _parse_row(
+    n: int, row: Mapping[str, object], errors: dict[str, str]
+) -> tuple[int | None, StageKind | None, frozenset[Recipient]]:
+    """A row's day, kind and recipients, each None/empty when unreadable (noted in errors)."""
     label = f"Stage {n + 1}"
     low, high = DAY_RANGE
     raw_day = row.get("day")
@@ -164,14 +171,12 @@ def _parse_row(n: int, row: Mapping[str, object], errors: dict[str, str]) -> Sta
         recipients = set(BOTH)  # service_stopped always goes to both
     elif kind is not None and not recipients and f"stages-{n}-recipients" not in errors:
         errors[f"stages-{n}-recipients"] = f"{label}: choose at least one recipient."
-    if day is None or kind is None or not recipients:
-        return None
-    return Stage(day, kind, frozenset(recipients))
+    return day, kind, frozenset(recipients)
 
 
-def _check_stop_and_warnings(stages: dict[int, Stage | None], errors: dict[str, str]) -> None:
-    stops = [n for n, s in stages.items() if s is not None and s.kind == StageKind.STOP]
-    last = max(stages)
+def _check_stop_and_warnings(kinds: dict[int, StageKind | None], errors: dict[str, str]) -> None:
+    stops = [n for n, kind in kinds.items() if kind == StageKind.STOP]
+    last = max(kinds)
     for n in stops[1:]:
         errors.setdefault(f"stages-{n}-stage", f"Stage {n + 1}: a policy has one stop stage.")
     if stops and stops[0] != last:
@@ -179,7 +184,7 @@ def _check_stop_and_warnings(stages: dict[int, Stage | None], errors: dict[str, 
             f"stages-{stops[0]}-stage",
             f"Stage {stops[0] + 1}: the stop stage must be the last stage.",
         )
-    warnings = [n for n, s in stages.items() if s is not None and s.kind == StageKind.WARNING]
+    warnings = [n for n, kind in kinds.items() if kind == StageKind.WARNING]
     for n in warnings:
         if not stops or stops[0] < n:
             errors.setdefault(

@@ -1,4 +1,5 @@
-"""Partner settings (allowed origins, pay links) and take-payment widgets: admins only.
+"""Partner settings (allowed origins, pay links, dunning, donation receipts) and
+take-payment widgets: admins only.
 
 The routes are registered on the partner blueprint (``partner.*`` endpoints); its
 ``routes`` module imports this one. Views parse the form, call one service and choose
@@ -16,9 +17,17 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
 from app.blueprints.partner.routes import bp
+from app.clock import local_today
+from app.domain.dunning import MAX_STAGES, Policy, PolicyInvalid, Recipient, StageKind
 from app.domain.errors import InvalidInput
 from app.extensions import db_session
 from app.models import User
+from app.services.dunning_settings import (
+    dunning_settings,
+    reset_dunning_policy,
+    save_dunning_policy,
+)
+from app.services.receipt_settings import RECEIPT_WORDING_MAX, update_receipt_wording
 from app.services.widget_admin import (
     PAY_LINK_DAYS_RANGE,
     WIDGET_FREQUENCIES,
@@ -49,6 +58,7 @@ _DAYS = re.compile(r"[0-9]{1,6}")
 
 def _settings_page(session: Session, user: User, *, status: int = 200, **context: Any) -> Response:
     partner = partner_settings(session, user)
+    dunning = dunning_settings(session, user)
     low, high = PAY_LINK_DAYS_RANGE
     defaults: dict[str, Any] = {
         "origin_value": "",
@@ -56,6 +66,10 @@ def _settings_page(session: Session, user: User, *, status: int = 200, **context
         "payments_error": "",
         "allow_partial_payments": partner.allow_partial_payments,
         "pay_link_days": str(partner.pay_link_days),
+        "dunning_rows": _policy_rows(dunning.policy),
+        "dunning_errors": {},
+        "receipt_wording": partner.receipt_wording,
+        "receipt_error": "",
     }
     return render_view(
         "partner/settings.html",
@@ -63,8 +77,34 @@ def _settings_page(session: Session, user: User, *, status: int = 200, **context
         partner=partner,
         days_min=low,
         days_max=high,
+        dunning_is_default=dunning.is_default,
+        stage_kinds=list(StageKind),
+        recipient_kinds=list(Recipient),
+        receipt_max=RECEIPT_WORDING_MAX,
         **(defaults | context),
     )
+
+
+def _policy_rows(policy: Policy) -> list[dict[str, Any]]:
+    """The policy as form rows, plus empty rows for new stages (up to the maximum)."""
+    rows: list[dict[str, Any]] = [
+        {"day": str(s.day), "stage": s.kind.value, "recipients": [r.value for r in s.recipients]}
+        for s in policy
+    ]
+    spare = min(MAX_STAGES, len(rows) + 3) - len(rows)
+    return rows + [{"day": "", "stage": "reminder", "recipients": []} for _ in range(spare)]
+
+
+def _form_rows(form: MultiDict[str, str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "day": form.get(f"stages-{n}-day", ""),
+            "stage": form.get(f"stages-{n}-stage", ""),
+            "recipients": form.getlist(f"stages-{n}-recipients"),
+        }
+        for n in range(MAX_STAGES)
+        if f"stages-{n}-day" in form
+    ]
 
 
 @bp.get("/settings")
@@ -120,6 +160,47 @@ def payment_settings() -> Response:
         )
     flash("Payment settings saved.")
     return redirect_to(url_for("partner.settings"))
+
+
+@bp.post("/settings/dunning")
+@partner_admin_required
+def dunning_policy() -> Response:
+    session, user = db_session(), acting_user()
+    rows = _form_rows(request.form)
+    try:
+        save_dunning_policy(
+            session, user, rows, as_of=local_today(partner_settings(session, user).timezone)
+        )
+    except PolicyInvalid as exc:
+        return _settings_page(
+            session, user, status=422, dunning_rows=rows, dunning_errors=exc.errors
+        )
+    flash("Dunning stages saved. They apply to the stages still ahead of each unpaid invoice.")
+    return redirect_to(url_for("partner.settings") + "#dunning-heading")
+
+
+@bp.post("/settings/dunning/reset")
+@partner_admin_required
+def reset_dunning() -> Response:
+    session, user = db_session(), acting_user()
+    reset_dunning_policy(session, user, as_of=local_today(partner_settings(session, user).timezone))
+    flash("Dunning stages reset to the default policy.")
+    return redirect_to(url_for("partner.settings") + "#dunning-heading")
+
+
+@bp.post("/settings/receipts")
+@partner_admin_required
+def receipt_settings() -> Response:
+    session, user = db_session(), acting_user()
+    wording = request.form.get("receipt_wording", "")
+    try:
+        update_receipt_wording(session, user, wording)
+    except InvalidInput as exc:
+        return _settings_page(
+            session, user, status=422, receipt_wording=wording, receipt_error=exc.message
+        )
+    flash("Receipt wording saved.")
+    return redirect_to(url_for("partner.settings") + "#receipts-heading")
 
 
 # -- widgets -------------------------------------------------------------------------------
