@@ -20,6 +20,7 @@ from sqlmodel import Session, col, func, select
 
 from app.domain.errors import Conflict
 from app.models import (
+    AuditEvent,
     CustomerAccount,
     Invoice,
     InvoiceLine,
@@ -53,6 +54,32 @@ class Links:
 
     secret: str
     base_url: str
+
+
+def record_event(
+    session: Session,
+    user: User,
+    *,
+    partner_id: int,
+    account_id: int | None,
+    action: str,
+    subject_type: str,
+    subject_id: int | None,
+    **detail: object,
+) -> None:
+    """Add a history event done by ``user`` to the caller's transaction (no commit)."""
+    session.add(
+        AuditEvent(
+            partner_id=partner_id,
+            customer_account_id=account_id,
+            actor_user_id=user.id,
+            actor_label=user.name or user.email,
+            action=action,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            detail=dict(detail),
+        )
+    )
 
 
 def invoice_context(
@@ -104,6 +131,11 @@ def issue_invoice(
     email_ids = _write_invoice_email(
         session, invoice, partner, account, f"invoice_issued:{invoice.id}", now, links, user
     )
+    record_event(
+        session, user, partner_id=partner.id, account_id=account.id,  # type: ignore[arg-type]
+        action="invoice.issued", subject_type="invoice", subject_id=invoice.id,
+        number=invoice.number, total=invoice.total,
+    )  # fmt: skip
     session.commit()
     return IssuedInvoice(invoice, email_ids)
 
@@ -227,6 +259,11 @@ def cancel_invoice(session: Session, user: User, invoice_id: int, *, as_of: date
         )
     invoice = session.get(Invoice, invoice.id, populate_existing=True)  # type: ignore[assignment]
     cancellation = _cancellation_of(session, invoice, as_of)
+    record_event(
+        session, user, partner_id=invoice.partner_id, account_id=invoice.customer_account_id,
+        action="invoice.canceled", subject_type="invoice", subject_id=invoice.id,
+        number=invoice.number, cancellation=cancellation.number,
+    )  # fmt: skip
     session.commit()
     return cancellation
 

@@ -31,6 +31,7 @@ from app.models import (
 )
 from app.services import payments
 from app.services.form_tokens import FormToken
+from app.services.invoice_admin import record_event
 from app.services.invoices import apply_paid_amount
 from app.services.notifications import write_receipt
 from app.services.pay_links import PAYABLE
@@ -151,6 +152,11 @@ def record_manual_payment(
         session.add(payment)
         session.flush()
         email_ids = _count_on_invoice(session, payment, invoice, as_of)
+        record_event(
+            session, user, partner_id=invoice.partner_id, account_id=invoice.customer_account_id,
+            action="payment.recorded", subject_type="payment", subject_id=payment.id,
+            kind=kind, amount=amount, invoice=invoice.number,
+        )  # fmt: skip
         session.commit()
     except IntegrityError:
         session.rollback()

@@ -10,7 +10,7 @@ with its idempotency key and no transaction open, and the outcome and its effect
 together. A lost answer leaves the attempt ``unknown`` for the reconciler, which calls
 :func:`finish_refund` once the processor tells it what happened.
 
-What an approved refund does to the invoice (docs/decisions/0012-refunds-reopen-invoices.md):
+What an approved refund does to the invoice (docs/decisions/0012-invoices-cancellations-refunds.md):
 the refunded amount is no longer counted as paid, so the balance reopens; a ``paid``
 invoice goes back to ``created`` (or ``overdue`` when its due date has passed). The
 reminder schedule is left alone: an invoice that had left the dunning sweep by being
@@ -33,7 +33,16 @@ from sqlmodel import Session, col, func, select
 from app.domain.errors import Conflict, InvalidInput
 from app.domain.money import format_money, parse_amount
 from app.gateway.base import GatewayResult, GatewayUnavailable, PaymentGateway
-from app.models import Invoice, InvoiceStatus, Partner, Payment, PaymentKind, PaymentStatus, User
+from app.models import (
+    AuditEvent,
+    Invoice,
+    InvoiceStatus,
+    Partner,
+    Payment,
+    PaymentKind,
+    PaymentStatus,
+    User,
+)
 from app.services import payments
 from app.services.form_tokens import FormToken
 from app.services.invoices import apply_paid_amount
@@ -251,6 +260,17 @@ def finish_refund(
 
 def _apply_refund(session: Session, refund: Payment, *, as_of: date) -> None:
     """Every effect of an approved refund, in the caller's transaction."""
+    session.add(
+        AuditEvent(
+            partner_id=refund.partner_id,
+            customer_account_id=refund.customer_account_id,
+            actor_label=str(refund.detail.get("actor", "")),
+            action="payment.refunded",
+            subject_type="payment",
+            subject_id=refund.parent_payment_id,
+            detail={"refund_id": refund.id, "amount": refund.amount, "method": refund.method},
+        )
+    )
     session.execute(
         update(Payment)
         .where(col(Payment.id) == refund.parent_payment_id)

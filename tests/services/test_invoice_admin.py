@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from app.domain.errors import Conflict, NotFound
-from app.models import Invoice, InvoiceLine, InvoiceStatus, OutboxMessage, PayLink
+from app.models import AuditEvent, Invoice, InvoiceLine, InvoiceStatus, OutboxMessage, PayLink
 from app.services import invoice_admin
 from app.services.directory import account_overview
 from app.services.invoice_forms import InvoiceInvalid
@@ -171,6 +171,11 @@ def test_does_canceling_issue_a_cancellation_invoice_with_negated_lines(
         for line in lines_of(db, cancellation)
     ] == [("Hours", 3, -333, -999, -190), ("Stamp", 1, -5, -5, -1)]
     assert invoice_admin.cancellation_of(db, original).id == cancellation.id
+    events = db.exec(select(AuditEvent.action, AuditEvent.actor_user_id)).all()
+    assert sorted(events) == [
+        ("invoice.canceled", shop.admin.id),
+        ("invoice.issued", shop.admin.id),
+    ]
 
 
 def test_does_the_account_balance_stay_right_after_a_cancel(

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from app.domain.errors import Conflict, NotFound
-from app.models import Invoice, InvoiceStatus, Payment, PaymentKind, PaymentStatus
+from app.models import AuditEvent, Invoice, InvoiceStatus, Payment, PaymentKind, PaymentStatus
 from app.services import reconcile, refunds
 from app.services.form_tokens import FormToken
 from app.services.manual_payments import ManualPaymentForm, record_manual_payment
@@ -89,6 +89,8 @@ def test_does_a_full_refund_reopen_the_invoice(
         10000,
     )
     assert invoice.next_dunning_on is None  # a refund does not re-arm the reminders
+    event = db.exec(select(AuditEvent).where(AuditEvent.action == "payment.refunded")).one()
+    assert (event.subject_id, event.actor_label) == (paid.id, shop.admin.email)
 
 
 def test_does_a_refund_after_the_due_date_make_the_invoice_overdue(
