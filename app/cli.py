@@ -23,6 +23,8 @@ def seed_demo_command() -> None:
 
 def init_app(app: Flask) -> None:
     from app.cli_billing import billing_cli
+    from app.cli_dunning import dunning_cli
 
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(billing_cli)
+    app.cli.add_command(dunning_cli)

@@ -3,6 +3,7 @@
 from rq import cron
 
 from app.jobs.billing import reconcile_payments, start_daily_runs
+from app.jobs.dunning import start_daily_dunning
 from app.jobs.maintenance import sweep_outbox
 
 cron.register(sweep_outbox, queue_name="email", interval=60)
@@ -10,3 +11,6 @@ cron.register(sweep_outbox, queue_name="email", interval=60)
 # minutes finds it, and the (partner, day) unique run row makes repeated checks harmless.
 cron.register(start_daily_runs, queue_name="billing", interval=300)
 cron.register(reconcile_payments, queue_name="billing", interval=300)
+# Each partner's dunning sweep starts at its local dunning hour (08:00); the (partner, day)
+# run row, created before the job is queued, makes a day's sweep start once.
+cron.register(start_daily_dunning, queue_name="default", interval=300)
