@@ -26,6 +26,9 @@ from app.services.tenancy import customer_for, own_account, partner_id_of
 
 T = TypeVar("T")
 
+# Balances count open invoices only. A canceled invoice and its cancellation invoice
+# (same lines, negative) net to zero, so leaving both out equals counting both; a paid
+# invoice reopened by a refund is ``created``/``overdue`` again and counts.
 OPEN_STATUSES = (InvoiceStatus.CREATED, InvoiceStatus.OVERDUE)
 
 
