@@ -9,17 +9,17 @@ audience, so a stage's email exists once whatever the number of runs.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import insert
 from sqlmodel import Session, SQLModel, col, select
 
 from app.domain.dunning import Policy, Recipient, Stage, StageKind, stop_stage
 from app.domain.money import format_money
-from app.models import CustomerAccount, Invoice, OutboxMessage, Partner, PayLink
-from app.services.notifications import render_email
+from app.models import CustomerAccount, Invoice, Partner, PayLink
 from app.services.pay_links import token_for
 
 LINK_MIN_VALIDITY = timedelta(days=7)  # a reminder's link works for at least this long
@@ -93,18 +93,20 @@ def pay_urls(
         ).all():
             links[link.invoice_id] = link
     fresh = [
-        PayLink(
-            partner_id=inv.partner_id,
-            invoice_id=inv.id,  # type: ignore[arg-type]
-            nonce=secrets.token_urlsafe(24),
-            expires_at=now + lifetime,
-        )
+        {
+            "partner_id": inv.partner_id,
+            "invoice_id": inv.id,
+            "nonce": secrets.token_urlsafe(24),
+            "expires_at": now + lifetime,
+            "revoked_at": None,
+            "created_by_user_id": None,
+        }
         for inv in invoices
         if inv.id not in links
     ]
     if fresh:
         insert_rows(session, PayLink, fresh)
-        nonces = [link.nonce for link in fresh]
+        nonces = [link["nonce"] for link in fresh]
         links.update(
             {
                 link.invoice_id: link
@@ -117,14 +119,29 @@ def pay_urls(
     }
 
 
-def insert_rows(session: Session, model: type[SQLModel], rows: Sequence[SQLModel]) -> None:
-    """Insert new rows in one statement, without reading ids back (no commit).
+def insert_rows(
+    session: Session, model: type[SQLModel], rows: Sequence[Mapping[str, object]]
+) -> None:
+    """Insert new rows of ``model`` in one statement, without reading ids back (no commit).
 
-    The ORM would send one ``INSERT … RETURNING`` per row here; callers that need the
-    ids read them back by a unique key. Raises IntegrityError on a unique violation.
+    Each row is a dict of column values; columns it leaves out get the model's defaults
+    (``created_at`` and the like, computed once per call). The ORM would build a model
+    object and send one ``INSERT … RETURNING`` per row; callers that need the ids read
+    them back by a unique key. Raises IntegrityError on a unique violation.
     """
-    if rows:
-        session.execute(insert(model), [row.model_dump(exclude={"id"}) for row in rows])
+    if not rows:
+        return
+    defaults = {
+        name: field.get_default(call_default_factory=True)
+        for name, field in model.model_fields.items()
+        if name != "id"
+    }
+    session.execute(insert(model), [defaults | dict(row) for row in rows])
+
+
+def _render(name: str, context: dict[str, object]) -> str:
+    # The app's Jinja environment directly: emails need no request context processors.
+    return current_app.jinja_env.get_template(f"email/{name}").render(context)
 
 
 def _days(n: int) -> str:
@@ -141,8 +158,8 @@ def stage_messages(
     days: int,
     as_of: date,
     pay_url: str,
-) -> list[OutboxMessage]:
-    """The outbox rows of a reminder or warning stage (not added to any session).
+) -> list[dict[str, object]]:
+    """The outbox rows (column values) of a reminder or warning stage, to insert.
 
     ``days`` is how many days overdue the invoice is on ``as_of`` (more than the
     stage's day when a missed run catches up). Needs an app context (templates).
@@ -172,20 +189,20 @@ def stage_messages(
         "customer_told": any(who == Recipient.CUSTOMER for who, _ in pairs),
         "customer_address": customer_address(invoice, account),
     }
-    messages = []
+    messages: list[dict[str, object]] = []
     for who, address in pairs:
         subject = _subject(stage.kind, who, invoice, account, days, stop_in)
-        text_body, html_body = render_email(template, subject=subject, audience=who, **context)
+        own = context | {"subject": subject, "audience": who}
         messages.append(
-            OutboxMessage(
-                partner_id=partner.id,
-                dedupe_key=f"dunning:{invoice.id}:{stage.day}:{who}",
-                kind=template,
-                to_address=address,
-                subject=subject,
-                text_body=text_body,
-                html_body=html_body,
-            )
+            {
+                "partner_id": partner.id,
+                "dedupe_key": f"dunning:{invoice.id}:{stage.day}:{who}",
+                "kind": template,
+                "to_address": address,
+                "subject": subject,
+                "text_body": _render(f"{template}.txt", own),
+                "html_body": _render(f"{template}.html", own),
+            }
         )
     return messages
 
