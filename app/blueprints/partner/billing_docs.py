@@ -9,8 +9,7 @@ tenant-checked service first, so a block rendered alone for htmx skips no check.
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Any
+from datetime import date, datetime
 
 from flask import flash, make_response, render_template, request, url_for
 from werkzeug.wrappers import Response
@@ -38,7 +37,8 @@ from app.web.payer import enqueue_after_commit, now_and_today, settings
 TIMED_OUT = "This form timed out before it was sent; nothing was saved. Please try again."
 
 
-def partner_clock(user: User) -> tuple[Any, date]:
+def partner_clock(user: User) -> tuple[datetime, date]:
+    """Now, and today in the user's partner's timezone (the request's one clock read)."""
     return now_and_today(partner_of(db_session(), user).timezone)
 
 
@@ -111,7 +111,6 @@ def new_invoice(customer_id: int) -> Response:
     session, user = db_session(), acting_user()
     now, as_of = partner_clock(user)
     if request.method == "GET":
-        invoice_admin.invoice_context(session, user, customer_id)
         return _form_page(customer_id, InvoiceForm.blank(as_of))
     form = _invoice_form()
     op = request.form.get("op", "")
