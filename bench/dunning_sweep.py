@@ -196,6 +196,8 @@ def _measure(url: str, redis_url: str, total: int, due: int, chunk: int) -> dict
     jobs: list[int] = []
     with app.app_context(), Session(engine, expire_on_commit=False) as session:
         due_invoice_ids(session, partner_id=partner_id, as_of=RUN_DATE)  # warm the connection
+        for name in ("reminder.txt", "reminder.html", "warning.txt", "warning.html"):
+            app.jinja_env.get_template(f"email/dunning_{name}")  # compiled once per process
         session.rollback()
         select_started = time.perf_counter()
         selected = len(due_invoice_ids(session, partner_id=partner_id, as_of=RUN_DATE))

@@ -34,6 +34,29 @@ def role_required(*roles: Role) -> Callable[[F], F]:
 
 partner_required = role_required(*PARTNER_ROLES)
 partner_admin_required = role_required(Role.PARTNER_ADMIN)
+
+
+def partner_admin_only(reason: str) -> Callable[[F], F]:
+    """Partner admins only, saying why to other partner users.
+
+    A partner sales user gets 403 with ``reason`` (they can see the area exists, so
+    hiding it helps nobody); customers and operators get 404; anonymous users sign in.
+    The services check the role again.
+    """
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        @partner_required
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if current_user.role != Role.PARTNER_ADMIN:
+                abort(403, description=reason)
+            return view(*args, **kwargs)
+
+        return wrapped  # type: ignore[return-value]
+
+    return decorator
+
+
 operator_required = role_required(Role.OPERATOR)
 customer_required = role_required(Role.CUSTOMER)
 

@@ -7,6 +7,9 @@ the day it is registered. Only the allow-list below may answer an anonymous requ
 - ``auth.index``, ``auth.login``, ``auth.logout``: the way in (and out: signing out an
   anonymous session is harmless, and ``/logout`` is still CSRF-protected);
 - ``health.healthz``: load balancers call it without a session;
+- ``auth.accept_invite``: an invited partner user has no password yet; the signed,
+  expiring, single-use token in the emailed link is the credential (its own tests in
+  ``test_partner_users_pages.py`` prove a bad, used or expired token is refused);
 - every endpoint of the blueprints ``components`` (embedded widgets, cookie-less by
   design), ``pay`` (signed payment links) and ``webhooks`` (signed processor events):
   those authenticate with a signed token or signature instead of a login, and their own
@@ -37,7 +40,7 @@ from app.models import CustomerAccount, Partner, Role, User
 from tests.web.helpers import csrf_token, sign_in
 
 PUBLIC_ENDPOINTS = frozenset(
-    {"static", "auth.login", "auth.index", "auth.logout", "health.healthz"}
+    {"static", "auth.login", "auth.index", "auth.logout", "auth.accept_invite", "health.healthz"}
 )
 PUBLIC_BLUEPRINTS = frozenset({"components", "pay", "webhooks", "sandbox"})
 EXPECTED_PROTECTED = {

@@ -75,3 +75,6 @@ def logout() -> Response:
     logout_user()
     session.clear()
     return redirect(url_for("auth.login"), code=303)
+
+
+from app.blueprints.auth import invite as _invite  # noqa: E402,F401  (registers the invitation page)

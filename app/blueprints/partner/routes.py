@@ -7,7 +7,8 @@ from werkzeug.wrappers import Response
 
 from app.clock import local_today
 from app.extensions import db_session
-from app.services.directory import account_overview, list_customers
+from app.services.account_page import account_page
+from app.services.directory import list_customers
 from app.services.on_behalf import is_eligible
 from app.services.tenancy import partner_of
 from app.web.auth import acting_user, partner_required
@@ -42,9 +43,9 @@ def customer_page(customer_id: int, *, status: int = 200, **on_behalf: object) -
     """The account page; ``on_behalf`` is the state of the inline billing-email edit."""
     session = db_session()
     user = acting_user()
-    overview = account_overview(session, user, customer_id)
-    countries = current_app.config["PORTICO"].billing_on_behalf_countries
     partner = partner_of(session, user)
+    overview = account_page(session, user, customer_id, as_of=local_today(partner.timezone))
+    countries = current_app.config["PORTICO"].billing_on_behalf_countries
     start = overview.account.on_behalf_start
     state = {
         "eligible": is_eligible(partner, countries),
@@ -63,3 +64,4 @@ from app.blueprints.partner import invoices as _invoices  # noqa: E402,F401  (re
 from app.blueprints.partner import on_behalf as _on_behalf  # noqa: E402,F401  (registers the billing-on-behalf wizard)
 from app.blueprints.partner import settings as _settings  # noqa: E402,F401  (registers the settings routes)
 from app.blueprints.partner import subscriptions as _subscriptions  # noqa: E402,F401  (registers the subscription routes)
+from app.blueprints.partner import users as _users  # noqa: E402,F401  (registers the user management routes)
