@@ -5,10 +5,16 @@ from __future__ import annotations
 import smtplib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.message import EmailMessage
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import compat32
+from email.utils import format_datetime, getaddresses, parseaddr
 from typing import Any, Final
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, or_, text, update
 from sqlmodel import Session, col, select
 
 from app.clock import utcnow
@@ -21,6 +27,11 @@ from app.services.smtp_transport import (
 
 SENDER = "Portico <billing@portico.example>"
 MESSAGE_ID_DOMAIN = "portico.example"
+_ENVELOPE_SENDER: Final = parseaddr(SENDER)[1]
+# Bodies go out as UTF-8, quoted-printable: readable, 7-bit safe, short lines.
+_UTF8_QP: Final = Charset("utf-8")
+_UTF8_QP.body_encoding = QP
+_WIRE: Final = compat32.clone(linesep="\r\n")
 # The sweeper stops retrying a failed message after this many attempts in all ("Send
 # again" on the outbox page still works).
 MAX_ATTEMPTS: Final = 12
@@ -142,7 +153,8 @@ def deliver_many(session: Session, message_ids: list[int], *, smtp_url: str) -> 
                 report.skipped += 1
                 continue
             try:
-                refused = connection.send(build_email(row))
+                recipients, data = _wire_message(row)
+                refused = connection.send(_ENVELOPE_SENDER, recipients, data)
             except TransportGaveUp as exc:
                 error = describe(exc)
                 _finish(session, message_id, status=OutboxStatus.FAILED, error=error)
@@ -215,6 +227,9 @@ def _claim(session: Session, message_id: int) -> Any | None:
     """Lock one unsent row and count the attempt; None if sent or held by another worker."""
     target: Any = message_id
     if session.get_bind().dialect.name == "postgresql":
+        # This transaction need not wait for the disk: losing its commit in a database
+        # crash re-sends one message, the duplicate we already accept (see deliver_many).
+        session.connection().execute(text("SET LOCAL synchronous_commit TO OFF"))
         target = (
             select(OutboxMessage.id)
             .where(col(OutboxMessage.id) == message_id)
@@ -222,7 +237,7 @@ def _claim(session: Session, message_id: int) -> Any | None:
             .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
-    return session.execute(
+    claim = (
         update(OutboxMessage)
         .where(col(OutboxMessage.id) == target)
         .where(col(OutboxMessage.status) != OutboxStatus.SENT)
@@ -234,7 +249,9 @@ def _claim(session: Session, message_id: int) -> Any | None:
             col(OutboxMessage.text_body),
             col(OutboxMessage.html_body),
         )
-    ).first()
+    )
+    # On the session's connection, as Core: the ORM's bulk-update layer adds nothing here.
+    return session.connection().execute(claim).first()
 
 
 def _finish(session: Session, message_id: int, *, status: str, error: str) -> None:
@@ -242,7 +259,7 @@ def _finish(session: Session, message_id: int, *, status: str, error: str) -> No
     values: dict[str, Any] = {"status": status, "last_error": error}
     if status == OutboxStatus.SENT:
         values["sent_at"] = utcnow()
-    session.execute(
+    session.connection().execute(
         update(OutboxMessage).where(col(OutboxMessage.id) == message_id).values(**values)
     )
     session.commit()
@@ -276,16 +293,36 @@ def _keep_in_outbox(session: Session, ids: list[int]) -> DeliveryReport:
     return report
 
 
-def build_email(row: Any) -> EmailMessage:
-    """The MIME message sent for an outbox row (text and HTML parts, stable Message-ID)."""
-    email = EmailMessage()
+def build_email(row: Any, *, date: datetime | None = None) -> Message:
+    """The MIME message sent for an outbox row: text and HTML alternatives, the stable
+    ``Message-ID``, and a ``Date`` header when ``date`` is given. Raises nothing.
+
+    Built with the classic ``email.mime`` classes (compat32): about five times cheaper
+    than ``EmailMessage`` and its header registry, which was most of a send's CPU time.
+    """
+    email = MIMEMultipart("alternative")
     email["From"] = SENDER
     email["To"] = row.to_address
-    email["Subject"] = row.subject
+    email["Subject"] = row.subject if row.subject.isascii() else Header(row.subject, "utf-8")
     email["Message-ID"] = message_id_header(int(row.id))
-    email.set_content(row.text_body)
-    email.add_alternative(row.html_body, subtype="html")
+    if date is not None:
+        email["Date"] = format_datetime(date, usegmt=True)
+    email.attach(_text_part(row.text_body, "plain"))
+    email.attach(_text_part(row.html_body, "html"))
     return email
+
+
+def _wire_message(row: Any) -> tuple[list[str], bytes]:
+    """Envelope recipients and CRLF bytes of a claimed row; ValueError without a recipient."""
+    recipients = [a for _, a in getaddresses([row.to_address]) if "@" in a]
+    if not recipients:
+        raise ValueError(f"no recipient address in {row.to_address!r}")
+    return recipients, build_email(row, date=utcnow()).as_bytes(policy=_WIRE)
+
+
+def _text_part(body: str, subtype: str) -> MIMEText:
+    # Quoted-printable even for ASCII: it keeps every line under SMTP's 998-octet limit.
+    return MIMEText(body, subtype, _UTF8_QP)  # type: ignore[arg-type]
 
 
 def message_id_header(message_id: int) -> str:

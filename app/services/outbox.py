@@ -97,7 +97,7 @@ def outbox_message(session: Session, message_id: int) -> OutboxDetail:
     message = session.get(OutboxMessage, message_id)
     if message is None:
         raise NotFound("We could not find that email.")
-    email = build_email(message)
+    email = build_email(message, date=message.sent_at)
     headers = [(name, str(value)) for name, value in email.items()]
     return OutboxDetail(message=message, headers=headers)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import smtplib
 import ssl
 from dataclasses import dataclass
-from email.message import EmailMessage
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
@@ -100,8 +99,9 @@ class SmtpBatchConnection:
         self._client: smtplib.SMTP | None = None
         self._gave_up: BaseException | None = None
 
-    def send(self, email: EmailMessage) -> dict[str, tuple[int, bytes]]:
-        """Send ``email``; returns the recipients refused while others accepted it.
+    def send(self, sender: str, recipients: list[str], data: bytes) -> dict[str, tuple[int, bytes]]:
+        """Send one message (``data``: its CRLF-terminated bytes); returns the recipients
+        refused while others accepted it.
 
         Raises:
             TransportGaveUp: no usable connection (and none may be opened any more).
@@ -110,7 +110,7 @@ class SmtpBatchConnection:
         """
         client = self._connected()
         try:
-            return client.send_message(email)
+            return client.sendmail(sender, recipients, data)
         except (OSError, smtplib.SMTPException) as exc:
             if not is_connection_error(exc):
                 if client.sock is None:  # a 421 answer: the server closed the session
@@ -119,7 +119,7 @@ class SmtpBatchConnection:
             self.close()
             client = self._connected(after=exc)
         try:
-            return client.send_message(email)
+            return client.sendmail(sender, recipients, data)
         except (OSError, smtplib.SMTPException) as exc:
             if not is_connection_error(exc):
                 raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from email.header import decode_header, make_header
+
 import pytest
 from rq.exceptions import DuplicateJobError
 from rq.job import Job, JobStatus
@@ -11,7 +13,14 @@ from app.clock import utcnow
 from app.jobs.dispatch import EMAIL_BATCH_SIZE, enqueue_emails
 from app.jobs.maintenance import sweep_outbox
 from app.models import OutboxMessage, OutboxStatus
-from app.services.email import MAX_ATTEMPTS, DeliveryFailed, deliver, unsent_message_ids
+from app.services.email import (
+    MAX_ATTEMPTS,
+    DeliveryFailed,
+    add_message,
+    deliver,
+    deliver_many,
+    unsent_message_ids,
+)
 from tests.fakes.smtp_server import LocalSMTPServer
 from tests.jobs.email_support import mail_server, make_messages, row, rows, work
 
@@ -83,6 +92,43 @@ def test_does_smtp_delivery_carry_text_and_html_parts(app, engine) -> None:
     assert email["Message-ID"] == f"<outbox-{message_id}@portico.example>"
     types = [part.get_content_type() for part in email.walk()]
     assert "text/plain" in types and "text/html" in types
+
+
+def test_do_non_ascii_text_leading_dots_and_long_lines_arrive_intact(app, engine) -> None:
+    html = "<p>" + "x" * 3000 + "</p>"  # one line longer than SMTP's 998-octet limit
+    text = "Grüße aus Zürich — 25,00 €\n.a line that starts with a dot\n"
+    with Session(engine) as session:
+        message = add_message(
+            session,
+            dedupe_key="intl:1",
+            kind="receipt",
+            to_address="Zoë Payer <zoe@example.com>",
+            subject="Quittung — Zahlung erhalten",
+            text_body=text,
+            html_body=html,
+        )
+        session.commit()
+        message_id = int(message.id)  # type: ignore[arg-type]
+    with LocalSMTPServer() as smtp, Session(engine) as session:
+        deliver(session, message_id, smtp_url=smtp.url)
+    _, recipients, email = smtp.messages[0]
+    assert recipients == ["zoe@example.com"]
+    assert str(make_header(decode_header(email["Subject"]))) == "Quittung — Zahlung erhalten"
+    assert email["Date"] is not None
+    parts = {p.get_content_type(): p for p in email.walk() if not p.is_multipart()}
+    assert parts["text/plain"].get_payload(decode=True).decode().replace("\r\n", "\n") == text
+    assert parts["text/html"].get_payload(decode=True).decode().replace("\r\n", "") == html
+    assert max(len(line) for line in email.as_string().splitlines()) <= 998
+
+
+def test_is_a_message_without_a_recipient_failed_alone(app, engine) -> None:
+    ids = make_messages(engine, 2)
+    _set(engine, ids[0], to_address="not an address")
+    with LocalSMTPServer() as smtp, Session(engine) as session, pytest.raises(DeliveryFailed):
+        deliver_many(session, ids, smtp_url=smtp.url)
+    first, second = rows(engine, ids)
+    assert (first.status, second.status) == ("failed", "sent")
+    assert first.last_error == "ValueError: no recipient address in 'not an address'"
 
 
 def test_is_a_failed_smtp_delivery_recorded_and_raised_for_retry(app, engine) -> None:
