@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from app.domain import schedule as rules
@@ -252,13 +253,24 @@ def confirm(
         Conflict: already active, the draft changed since it was reviewed (``version``),
             or a step is missing. Nothing is written then.
     """
-    rows = review(session, draft)
-    if version != draft.version:
-        raise Conflict("This activation changed in another tab. Review it again, then confirm.")
-    account = _locked_account(session, draft.customer_account_id)
+    account_id, draft_id = draft.customer_account_id, draft.id
+    # The lock is the transaction's first statement, so on SQLite (no row locks) the write
+    # lock is taken before anything is read and a second confirmation waits, then sees it.
+    session.rollback()
+    account = _locked_account(session, account_id)
     if account.on_behalf_start is not None:
         session.rollback()
         raise Conflict("Billing on behalf is already active for this account.")
+    current = session.get(OnBehalfDraft, draft_id, populate_existing=True)
+    if current is None or version != current.version:
+        session.rollback()
+        raise Conflict("This activation changed in another tab. Review it again, then confirm.")
+    draft = current
+    try:
+        rows = review(session, draft)
+    except Conflict:
+        session.rollback()
+        raise
     assert draft.start_date is not None
     account.on_behalf_start = draft.start_date
     account.on_behalf_email = draft.billing_email
@@ -343,6 +355,13 @@ def _locked_account(session: Session, account_id: int) -> CustomerAccount:
     query = select(CustomerAccount).where(CustomerAccount.id == account_id)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
+    else:
+        session.execute(
+            update(CustomerAccount)
+            .where(col(CustomerAccount.id) == account_id)
+            .values(status=CustomerAccount.status)
+            .execution_options(synchronize_session=False)
+        )
     account = session.exec(query.execution_options(populate_existing=True)).first()
     if account is None:
         raise NotFound("Not found.")
