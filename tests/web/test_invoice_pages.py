@@ -330,3 +330,23 @@ def test_is_every_form_refused_without_a_csrf_token(
     assert response.status_code == 400
     assert _invoice(db, "Workshop series fee").status == InvoiceStatus.CREATED
     assert _count(db, OutboxMessage) == outbox_before
+
+
+def test_does_an_overdue_invoice_page_show_its_dunning_timeline(
+    client: FlaskClient, db: Session
+) -> None:
+    from app.models import InvoiceStatus
+
+    def first_usd(status: str) -> Invoice:
+        found = db.exec(
+            select(Invoice).where(Invoice.status == status, Invoice.currency == "USD")
+        ).first()
+        assert found is not None
+        return found
+
+    sign_in(client, US_ADMIN)
+    page = client.get(f"/partner/invoices/{first_usd(InvoiceStatus.OVERDUE).id}")
+    assert "Overdue reminders" in page.get_data(as_text=True)
+    assert 'class="status">next</span>' in page.get_data(as_text=True)  # the stage to come
+    paid = client.get(f"/partner/invoices/{first_usd(InvoiceStatus.PAID).id}")
+    assert 'class="status">next</span>' not in paid.get_data(as_text=True)

@@ -22,6 +22,7 @@ from app.models import User
 from app.services import form_tokens, invoice_admin
 from app.services.billing_pages import InvoiceDetail, invoice_detail
 from app.services.documents import invoice_pdf
+from app.services.dunning_timeline import timeline_for
 from app.services.invoice_forms import InvoiceForm, InvoiceInvalid, preview_totals
 from app.services.manual_payments import (
     MANUAL_KINDS,
@@ -167,6 +168,7 @@ def _invoice_page(
         status=status,
         detail=detail,
         invoice=invoice,
+        timeline=timeline_for(db_session(), invoice, as_of=as_of),
         payment_form=payment_form,
         errors=errors or {},
         kinds=MANUAL_KINDS,
