@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 from app.clock import utcnow
 from app.models import OutboxMessage, OutboxStatus
 from app.services.smtp_transport import (
+    ConnectionLost,
     SmtpBatchConnection,
     TransportGaveUp,
     describe,
@@ -118,23 +119,28 @@ def deliver_many(session: Session, message_ids: list[int], *, smtp_url: str) -> 
     is sent while the lock is held. Right after the server accepts it the row is marked
     ``sent`` in its own short commit; a refused message is marked ``failed`` with the
     server's answer, and the batch goes on. Two workers given the same batch therefore
-    never both send a message, and a crash mid-batch loses at most the one message in
-    flight.
+    never both send a message, and a crash mid-batch can re-send at most the one message
+    in flight.
 
     The trade-off: SMTP has no idempotency key, so if the process dies (or the database
     commit fails) after the server accepted a message and before the ``sent`` commit,
-    that one message is sent again by the next attempt. It keeps its stable
-    ``Message-ID`` so mail clients can fold the duplicate. We prefer that rare duplicate
-    to a lost receipt (ADR 0004).
+    that one message is sent again by the next attempt; so is a message whose
+    connection drops after its data went out but before the server's answer came back
+    (it is re-sent on the new connection). On PostgreSQL these commits do not wait for
+    the disk: a database crash can lose the last fraction of a second of ``sent`` marks,
+    re-sending those few. Each keeps its stable ``Message-ID`` so mail clients can fold
+    the duplicate. We prefer that rare duplicate to a lost receipt (ADR 0004).
 
-    If the connection drops mid-batch it is opened again once and the batch continues;
-    if it drops again, or cannot be opened at all, the message in hand and every later
-    one are marked failed with that error. Without ``smtp_url`` nothing is sent: the
-    messages are marked sent and stay readable in the outbox.
+    The connection is opened before any row is claimed. If it drops mid-batch it is
+    opened again once and the batch continues with the same message; if it drops again,
+    or cannot be opened at all, that message and every later one are marked failed with
+    that error. Without ``smtp_url`` nothing is sent: the messages are marked sent and
+    stay readable in the outbox.
 
     Raises:
         DeliveryFailed: after the whole batch was tried, when any message was not
             accepted (RQ then retries the job with backoff; sent ones are skipped).
+        SQLAlchemyError: the database failed; the job fails and RQ retries it.
     """
     ids = _still_unsent(session, message_ids)
     if not smtp_url:
@@ -146,29 +152,36 @@ def deliver_many(session: Session, message_ids: list[int], *, smtp_url: str) -> 
         report.failed.update(_fail_all(session, ids, f"Configuration: {exc}"))
         raise DeliveryFailed(report.failed) from exc
     try:
-        for index, message_id in enumerate(ids):
+        index = 0
+        while index < len(ids):
+            message_id = ids[index]
+            try:
+                connection.open()  # before the claim: no lock is held while connecting
+            except TransportGaveUp as exc:
+                report.failed.update(_fail_all(session, ids[index:], describe(exc)))
+                break
             row = _claim(session, message_id)
             if row is None:
                 session.rollback()
                 report.skipped += 1
+                index += 1
                 continue
             try:
                 recipients, data = _wire_message(row)
                 refused = connection.send(_ENVELOPE_SENDER, recipients, data)
-            except TransportGaveUp as exc:
-                error = describe(exc)
-                _finish(session, message_id, status=OutboxStatus.FAILED, error=error)
-                report.failed[message_id] = error
-                report.failed.update(_fail_all(session, ids[index + 1 :], error))
-                break
+            except ConnectionLost:
+                session.rollback()  # not an attempt: tried again on a new connection
+                continue
             except Exception as exc:  # refused, or unsendable: this message only
                 error = describe(exc)
                 _finish(session, message_id, status=OutboxStatus.FAILED, error=error)
                 report.failed[message_id] = error
+                index += 1
                 continue
             partly = describe(smtplib.SMTPRecipientsRefused(refused)) if refused else ""
             _finish(session, message_id, status=OutboxStatus.SENT, error=partly)
             report.sent.append(message_id)
+            index += 1
     finally:
         connection.close()
         report.connections = connection.connections

@@ -23,6 +23,10 @@ class TransportGaveUp(Exception):
     """The batch's connection is gone and may not be opened again; ``__cause__`` says why."""
 
 
+class ConnectionLost(Exception):
+    """The connection dropped while a message was being sent; ``__cause__`` says how."""
+
+
 @dataclass(frozen=True)
 class SmtpTarget:
     scheme: str
@@ -84,48 +88,65 @@ def _text(reply: bytes | str) -> str:
 
 
 class SmtpBatchConnection:
-    """Sends a batch's messages over one SMTP connection, reconnecting at most once.
+    """One batch's SMTP connection: opened by :meth:`open`, reopened once after a drop.
 
-    The connection opens on the first :meth:`send`. When it drops (the server hangs up, a
-    reset, a timeout), it is opened again once and the message is sent on the new one;
-    a second drop, or a connection that cannot be opened, makes every later call raise
-    :class:`TransportGaveUp`. A message the server refuses (a recipient, the sender or
-    the data) raises that ``smtplib`` error and the connection carries on.
+    The caller opens it before taking any database lock (connecting can take up to the
+    timeout), sends with :meth:`send`, and after :class:`ConnectionLost` calls
+    :meth:`open` again: the first time that reconnects, the second time (a second drop,
+    or a connection that cannot be opened at all) it raises :class:`TransportGaveUp`. A
+    message the server refuses (a recipient, the sender or the data) raises that
+    ``smtplib`` error and the connection carries on.
     """
 
     def __init__(self, url: str) -> None:
         self.target = parse_smtp_url(url)
         self.connections = 0
         self._client: smtplib.SMTP | None = None
+        self._last_drop: BaseException | None = None
         self._gave_up: BaseException | None = None
 
-    def send(self, sender: str, recipients: list[str], data: bytes) -> dict[str, tuple[int, bytes]]:
-        """Send one message (``data``: its CRLF-terminated bytes); returns the recipients
-        refused while others accepted it.
+    def open(self) -> None:
+        """Make sure a connection is up, opening one if needed.
 
         Raises:
-            TransportGaveUp: no usable connection (and none may be opened any more).
+            TransportGaveUp: it cannot be opened, or it dropped twice in this batch.
+        """
+        if self._client is not None:
+            return
+        if self._gave_up is None and self.connections >= MAX_CONNECTIONS:
+            self._gave_up = self._last_drop or smtplib.SMTPServerDisconnected("connection lost")
+        if self._gave_up is not None:
+            raise TransportGaveUp(str(self._gave_up)) from self._gave_up
+        self.connections += 1
+        try:
+            self._client = self._open()
+        except (OSError, smtplib.SMTPException) as exc:
+            self._gave_up = exc
+            raise TransportGaveUp(str(exc)) from exc
+
+    def send(self, sender: str, recipients: list[str], data: bytes) -> dict[str, tuple[int, bytes]]:
+        """Send one message (``data``: its CRLF-terminated bytes) on the open connection;
+        returns the recipients refused while others accepted it.
+
+        Raises:
+            ConnectionLost: the connection dropped (it is closed; :meth:`open` again).
             smtplib.SMTPRecipientsRefused, SMTPSenderRefused, SMTPDataError: the server
                 refused this message.
         """
-        client = self._connected()
+        client = self._client
+        if client is None:
+            raise ConnectionLost("not connected")
         try:
             return client.sendmail(sender, recipients, data)
         except (OSError, smtplib.SMTPException) as exc:
-            if not is_connection_error(exc):
-                if client.sock is None:  # a 421 answer: the server closed the session
-                    self._client = None
-                raise
-            self.close()
-            client = self._connected(after=exc)
-        try:
-            return client.sendmail(sender, recipients, data)
-        except (OSError, smtplib.SMTPException) as exc:
-            if not is_connection_error(exc):
-                raise
-            self.close()
-            self._gave_up = exc
-            raise TransportGaveUp(str(exc)) from exc
+            if is_connection_error(exc):
+                self.close()
+                self._last_drop = exc
+                raise ConnectionLost(str(exc)) from exc
+            if client.sock is None:  # a 421 answer: the server closed the session
+                self._client = None
+                self._last_drop = exc
+            raise
 
     def close(self) -> None:
         """Say QUIT if the connection is still up; never raises."""
@@ -136,21 +157,6 @@ class SmtpBatchConnection:
             client.quit()
         except (OSError, smtplib.SMTPException):
             client.close()
-
-    def _connected(self, after: BaseException | None = None) -> smtplib.SMTP:
-        if self._client is not None:
-            return self._client
-        if self._gave_up is None and self.connections >= MAX_CONNECTIONS:
-            self._gave_up = after or smtplib.SMTPServerDisconnected("connection lost")
-        if self._gave_up is not None:
-            raise TransportGaveUp(str(self._gave_up)) from self._gave_up
-        self.connections += 1
-        try:
-            self._client = self._open()
-        except (OSError, smtplib.SMTPException) as exc:
-            self._gave_up = exc
-            raise TransportGaveUp(str(exc)) from exc
-        return self._client
 
     def _open(self) -> smtplib.SMTP:
         target = self.target

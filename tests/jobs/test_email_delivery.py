@@ -109,6 +109,17 @@ def test_does_a_dropped_connection_get_reopened_once_and_the_batch_go_on(app, en
     assert {(r.status, r.attempts) for r in rows(engine, ids)} == {(OutboxStatus.SENT, 1)}
 
 
+def test_does_a_421_answer_fail_its_message_and_the_next_one_reconnect(app, engine) -> None:
+    ids = make_messages(engine, 6)
+    with mail_server(app) as smtp:
+        smtp.refuse("payer2@example.com", "421 4.3.2 Service shutting down", times=1)
+        _queue_and_work(app, ids)
+    assert smtp.sessions == 2  # smtplib closes on a 421; the batch reconnected once
+    after = rows(engine, ids)
+    assert [r.status for r in after] == ["sent", "sent", "failed", "sent", "sent", "sent"]
+    assert after[2].last_error.startswith("Recipient refused: 421 4.3.2 Service shutting down")
+
+
 def test_does_a_second_drop_fail_the_rest_of_the_batch_for_a_retry(app, engine) -> None:
     ids = make_messages(engine, 30)
     with mail_server(app) as smtp:
