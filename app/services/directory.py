@@ -5,6 +5,7 @@ Each list is one query with aggregates, never a query per row.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Generic, TypeVar
@@ -14,6 +15,7 @@ from sqlmodel import Session, col, func, or_, select
 
 from app.domain.schedule import SubscriptionStatus
 from app.models import (
+    AccountStatus,
     CustomerAccount,
     Invoice,
     InvoiceStatus,
@@ -22,6 +24,7 @@ from app.models import (
     Subscription,
     User,
 )
+from app.services.dashboard import overdue_invoice
 from app.services.tenancy import customer_for, own_account, partner_id_of
 
 T = TypeVar("T")
@@ -44,6 +47,7 @@ class CustomerRow:
     account: CustomerAccount
     balance_due: int
     next_charge_date: date | None
+    has_overdue: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,13 +101,57 @@ def list_partners(session: Session) -> list[PartnerRow]:
     return [PartnerRow(p, int(n), int(b)) for p, n, b in rows]
 
 
-def list_customers(
-    session: Session, user: User, *, search: str = "", page: int = 1, per_page: int = 25
-) -> Page[CustomerRow]:
-    """The partner user's customers with balance due and next charge date, paginated.
+@dataclass(frozen=True)
+class CustomerFilters:
+    """The customer list's search and filters as read from the query string.
 
-    Raises NotFound when ``user`` is not a partner user.
+    ``status`` is an account status or "" (any); ``on_behalf`` and ``overdue`` are "yes",
+    "no" or "" (any). Unknown values read as "" so a hand-edited URL never fails.
     """
+
+    search: str = ""
+    status: str = ""
+    on_behalf: str = ""
+    overdue: str = ""
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, str]) -> CustomerFilters:
+        """Read ``q``, ``status``, ``on_behalf`` and ``overdue``; raises nothing."""
+        yes_no = ("yes", "no")
+        status = args.get("status", "")
+        return cls(
+            search=args.get("q", "").strip()[:100],
+            status=status if status in tuple(AccountStatus) else "",
+            on_behalf=args.get("on_behalf", "") if args.get("on_behalf") in yes_no else "",
+            overdue=args.get("overdue", "") if args.get("overdue") in yes_no else "",
+        )
+
+    def query_args(self) -> dict[str, str]:
+        """The non-empty filters as query-string arguments (for links that keep them)."""
+        names = {"q": self.search, "status": self.status}
+        names |= {"on_behalf": self.on_behalf, "overdue": self.overdue}
+        return {name: value for name, value in names.items() if value}
+
+
+def list_customers(
+    session: Session,
+    user: User,
+    *,
+    as_of: date,
+    filters: CustomerFilters | None = None,
+    page: int = 1,
+    per_page: int = 25,
+) -> Page[CustomerRow]:
+    """The partner user's customers with balance due, next charge date and whether they
+    have an overdue invoice (as of the partner-local day ``as_of``), filtered and paginated.
+
+    Two statements (count, page) whatever ``per_page`` is. A page past the end shows the
+    last page.
+
+    Raises:
+        NotFound: ``user`` is not a partner user.
+    """
+    filters = filters or CustomerFilters()
     partner_id = partner_id_of(user)
     balances = _balances()
     next_dates = (
@@ -123,33 +171,59 @@ def list_customers(
         .group_by(Subscription.customer_account_id)
         .subquery()
     )
-    filters = [CustomerAccount.partner_id == partner_id]
-    if search.strip():
+    overdue = (
+        select(Invoice.customer_account_id.label("account_id"), func.count().label("n"))
+        .where(Invoice.partner_id == partner_id, overdue_invoice(as_of))
+        .group_by(Invoice.customer_account_id)
+        .subquery()
+    )
+    conditions = [CustomerAccount.partner_id == partner_id]
+    if filters.search:
         # Escape LIKE wildcards so "50%" or "a_b" match literally.
-        term = search.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        term = filters.search.lower().replace("\\", "\\\\")
+        term = term.replace("%", "\\%").replace("_", "\\_")
         pattern = f"%{term}%"
-        filters.append(
+        conditions.append(
             or_(
                 func.lower(CustomerAccount.name).like(pattern, escape="\\"),
                 func.lower(CustomerAccount.email).like(pattern, escape="\\"),
             )
         )
-    total = session.exec(select(func.count()).select_from(CustomerAccount).where(*filters)).one()
-    page = max(1, page)
+    if filters.status:
+        conditions.append(CustomerAccount.status == filters.status)
+    if filters.on_behalf:
+        started = col(CustomerAccount.on_behalf_start)
+        conditions.append(started.is_not(None) if filters.on_behalf == "yes" else started.is_(None))
+    if filters.overdue:
+        late = select(overdue.c.account_id)
+        account_id = col(CustomerAccount.id)
+        conditions.append(
+            account_id.in_(late) if filters.overdue == "yes" else account_id.not_in(late)
+        )
+    total = int(
+        session.exec(select(func.count()).select_from(CustomerAccount).where(*conditions)).one()
+    )
+    page = min(max(1, page), max(1, -(-total // per_page)))
     rows = session.exec(
-        select(CustomerAccount, func.coalesce(balances.c.balance, 0), next_dates.c.next_date)
+        select(
+            CustomerAccount,
+            func.coalesce(balances.c.balance, 0),
+            next_dates.c.next_date,
+            func.coalesce(overdue.c.n, 0),
+        )
         .outerjoin(balances, balances.c.account_id == CustomerAccount.id)
         .outerjoin(next_dates, next_dates.c.account_id == CustomerAccount.id)
-        .where(*filters)
+        .outerjoin(overdue, overdue.c.account_id == CustomerAccount.id)
+        .where(*conditions)
         .order_by(CustomerAccount.name, CustomerAccount.id)
         .offset((page - 1) * per_page)
         .limit(per_page)
     ).all()
     return Page(
-        rows=[CustomerRow(a, int(b), _as_date(d)) for a, b, d in rows],
+        rows=[CustomerRow(a, int(b), _as_date(d), int(n) > 0) for a, b, d, n in rows],
         page=page,
         per_page=per_page,
-        total=int(total),
+        total=total,
     )
 
 

@@ -8,7 +8,7 @@ from werkzeug.wrappers import Response
 from app.clock import local_today
 from app.extensions import db_session
 from app.services.account_page import account_page
-from app.services.directory import list_customers
+from app.services.directory import CustomerFilters, list_customers
 from app.services.on_behalf import is_eligible
 from app.services.tenancy import partner_of
 from app.web.auth import acting_user, partner_required
@@ -21,15 +21,17 @@ bp = Blueprint("partner", __name__, url_prefix="/partner")
 @partner_required
 def customers() -> Response:
     user = acting_user()
-    search = request.args.get("q", "")[:100]
+    filters = CustomerFilters.from_args(request.args)
     page = request.args.get("page", 1, type=int) or 1
     session = db_session()
+    partner = partner_of(session, user)
+    as_of = local_today(partner.timezone)
     return render_view(
         "partner/customers.html",
         block="customer_table",
-        partner=partner_of(session, user),
-        result=list_customers(session, user, search=search, page=page),
-        search=search,
+        partner=partner,
+        result=list_customers(session, user, as_of=as_of, filters=filters, page=page),
+        filters=filters,
     )
 
 
@@ -60,6 +62,7 @@ def customer_page(customer_id: int, *, status: int = 200, **on_behalf: object) -
 
 from app.blueprints.partner import billing_docs as _billing_docs  # noqa: E402,F401  (registers the invoice pages)
 from app.blueprints.partner import billing_payments as _billing_payments  # noqa: E402,F401  (registers the payment pages)
+from app.blueprints.partner import dashboard as _dashboard  # noqa: E402,F401  (registers the dashboard and CSV exports)
 from app.blueprints.partner import invoices as _invoices  # noqa: E402,F401  (registers the invoice routes)
 from app.blueprints.partner import on_behalf as _on_behalf  # noqa: E402,F401  (registers the billing-on-behalf wizard)
 from app.blueprints.partner import settings as _settings  # noqa: E402,F401  (registers the settings routes)

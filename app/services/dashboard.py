@@ -1,0 +1,344 @@
+"""The partner dashboard's figures, each from one aggregate query (no query per row).
+
+Definitions (every amount is integer minor units of the partner's currency; rows in any
+other currency are left out of every figure):
+
+- **Collected** in a month: approved money-in payments (charge, capture, check, cash,
+  bank transfer) minus approved refunds. Authorizations and voids move no money and do
+  not count. A payment counts on its ``received_on`` day (the day the money came: set for
+  manual payments by the person recording them, for processor payments when the answer
+  came); a payment without one counts at its settled (else created) instant, read in the
+  partner's timezone. Months are the partner's local calendar months.
+- **Outstanding**: the unpaid balance (total minus amount paid) of ``created`` and
+  ``overdue`` invoices.
+- **Overdue**: an ``overdue`` invoice, or a ``created`` one whose due date has passed (the
+  dunning sweep may not have marked it yet). Its age is ``as_of - due_date`` in days:
+  1–30, 31–60, 61–90 and over 90 (day 30 is in the first bucket, day 31 in the second).
+  An invoice marked overdue with a due date not yet passed counts as 1 day old.
+- **Monthly recurring revenue**: the fixed installments (``manual_amount``) of
+  ``recurring`` schedules that still have a next charge, normalised to a month: daily
+  ×365/12, weekly ×52/12, biweekly ×26/12, monthly ×1, bimonthly /2, quarterly /3,
+  semiannual /6, annual /12, biennial /24. Schedules that follow their balance due (no
+  fixed installment) or charge once are not recurring revenue. The exact sum of fractions
+  is rounded once, half-up, to the minor unit.
+- **Expected charges**: what the schedules of ``recurring`` subscriptions will charge in
+  the 30 days ``as_of`` … ``as_of + 29`` if every charge is approved, period by period
+  (``app.domain.schedule.upcoming_charges``, which honours stop rules and the last
+  installment of a balance). A period still owed from before ``as_of`` is expected today.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from fractions import Fraction
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, case, or_
+from sqlmodel import Session, col, func, select
+
+from app.domain.schedule import Frequency, SubscriptionStatus, upcoming_charges
+from app.models import (
+    Invoice,
+    InvoiceStatus,
+    Partner,
+    Payment,
+    PaymentKind,
+    PaymentStatus,
+    Subscription,
+    User,
+)
+from app.services.schedules import schedule_of
+from app.services.tenancy import partner_of
+
+MONEY_IN_KINDS: Final = (
+    PaymentKind.CHARGE,
+    PaymentKind.CAPTURE,
+    PaymentKind.CHECK,
+    PaymentKind.CASH,
+    PaymentKind.BANK_TRANSFER,
+)
+OPEN_STATUSES: Final = (InvoiceStatus.CREATED, InvoiceStatus.OVERDUE)
+AGING: Final = ((1, 30, "1–30 days"), (31, 60, "31–60 days"), (61, 90, "61–90 days"))
+OVER_90: Final = "90+ days"
+MONTHS_SHOWN: Final = 6
+EXPECTED_DAYS: Final = 30
+PER_MONTH: Final[dict[str, Fraction]] = {
+    Frequency.DAILY: Fraction(365, 12),
+    Frequency.WEEKLY: Fraction(52, 12),
+    Frequency.BIWEEKLY: Fraction(26, 12),
+    Frequency.MONTHLY: Fraction(1),
+    Frequency.BIMONTHLY: Fraction(1, 2),
+    Frequency.QUARTERLY: Fraction(1, 3),
+    Frequency.SEMIANNUAL: Fraction(1, 6),
+    Frequency.ANNUAL: Fraction(1, 12),
+    Frequency.BIENNIAL: Fraction(1, 24),
+}
+
+
+@dataclass(frozen=True)
+class AgingBucket:
+    """Overdue invoices ``low``…``high`` days past due (``high`` None: no upper end)."""
+
+    label: str
+    low: int
+    high: int | None
+    count: int
+    amount: int
+
+
+@dataclass(frozen=True)
+class MonthTotal:
+    """Money collected in the local month starting on ``month``."""
+
+    month: date
+    amount: int
+
+
+@dataclass(frozen=True)
+class WeekTotal:
+    """Charges expected from ``start`` to ``end`` (both included)."""
+
+    start: date
+    end: date
+    count: int
+    amount: int
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """Every figure of the partner dashboard on the partner-local day ``as_of``."""
+
+    partner: Partner
+    as_of: date
+    currency: str
+    collected_by_month: list[MonthTotal]
+    outstanding: int
+    outstanding_count: int
+    overdue: list[AgingBucket]
+    mrr: int
+    expected_by_week: list[WeekTotal]
+
+    @property
+    def collected_this_month(self) -> int:
+        return self.collected_by_month[-1].amount
+
+    @property
+    def overdue_amount(self) -> int:
+        return sum(b.amount for b in self.overdue)
+
+    @property
+    def overdue_count(self) -> int:
+        return sum(b.count for b in self.overdue)
+
+    @property
+    def expected_count(self) -> int:
+        return sum(w.count for w in self.expected_by_week)
+
+    @property
+    def expected_amount(self) -> int:
+        return sum(w.amount for w in self.expected_by_week)
+
+
+def dashboard(session: Session, user: User, *, as_of: date) -> Dashboard:
+    """All dashboard figures for the partner user's partner on its local day ``as_of``.
+
+    Runs a constant number of statements whatever the number of rows (one per figure).
+
+    Raises:
+        NotFound: ``user`` is not a partner user.
+    """
+    partner = partner_of(session, user)
+    return Dashboard(
+        partner=partner,
+        as_of=as_of,
+        currency=partner.currency,
+        collected_by_month=collected_by_month(session, partner, as_of=as_of),
+        **_invoice_figures(session, partner, as_of=as_of),
+        mrr=monthly_recurring_revenue(session, partner),
+        expected_by_week=expected_by_week(session, partner, as_of=as_of),
+    )
+
+
+def month_starts(as_of: date, months: int = MONTHS_SHOWN) -> list[date]:
+    """The first days of the ``months`` months ending with ``as_of``'s, plus the next one.
+
+    ``month_starts(date(2026, 2, 10), 2)`` is ``[Jan 1, Feb 1, Mar 1]``. Raises nothing.
+    """
+    index = as_of.year * 12 + as_of.month - 1
+    return [date(i // 12, i % 12 + 1, 1) for i in range(index - months + 1, index + 2)]
+
+
+def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+
+
+def payment_day_between(start: date, end: date, timezone: str) -> Any:
+    """SQL condition: the payment's day is within ``start`` (included) … ``end`` (excluded).
+
+    The day is ``received_on``, else the settled (or created) instant in ``timezone``.
+    Raises nothing.
+    """
+    zone = ZoneInfo(timezone)
+    instant = func.coalesce(Payment.settled_at, Payment.created_at)
+    return or_(
+        and_(
+            col(Payment.received_on).is_not(None),
+            col(Payment.received_on) >= start,
+            col(Payment.received_on) < end,
+        ),
+        and_(
+            col(Payment.received_on).is_(None),
+            instant >= _local_midnight(start, zone),
+            instant < _local_midnight(end, zone),
+        ),
+    )
+
+
+def collected_by_month(
+    session: Session, partner: Partner, *, as_of: date, months: int = MONTHS_SHOWN
+) -> list[MonthTotal]:
+    """Net money collected in each of the last ``months`` local months, oldest first.
+
+    The last entry is the month of ``as_of`` (so far). One statement. Raises nothing.
+    """
+    starts = month_starts(as_of, months)
+    signed = case(
+        (Payment.kind == PaymentKind.REFUND, -col(Payment.amount)), else_=col(Payment.amount)
+    )
+    sums = [
+        func.coalesce(
+            func.sum(case((payment_day_between(a, b, partner.timezone), signed), else_=0)), 0
+        )
+        for a, b in zip(starts, starts[1:], strict=False)
+    ]
+    row = session.exec(
+        select(*sums).where(
+            Payment.partner_id == partner.id,
+            Payment.status == PaymentStatus.APPROVED,
+            Payment.currency == partner.currency,
+            col(Payment.kind).in_((*MONEY_IN_KINDS, PaymentKind.REFUND)),
+            payment_day_between(starts[0], starts[-1], partner.timezone),
+        )
+    ).one()
+    return [MonthTotal(month, int(amount)) for month, amount in zip(starts, row, strict=False)]
+
+
+def overdue_invoice(as_of: date) -> Any:
+    """SQL condition: the invoice is overdue on ``as_of`` (marked so, or created and past
+    its due date). Raises nothing."""
+    return or_(
+        Invoice.status == InvoiceStatus.OVERDUE,
+        and_(Invoice.status == InvoiceStatus.CREATED, col(Invoice.due_date) < as_of),
+    )
+
+
+def _invoice_figures(session: Session, partner: Partner, *, as_of: date) -> dict[str, Any]:
+    """Outstanding and the overdue aging buckets, in one statement."""
+    balance = col(Invoice.total) - col(Invoice.amount_paid)
+    overdue = overdue_invoice(as_of)
+    edges = [
+        (low, high, label, and_(overdue, *_due_within(as_of, low, high)))
+        for low, high, label in (*AGING, (91, None, OVER_90))
+    ]
+    columns = [func.count(), func.coalesce(func.sum(balance), 0)]
+    for *_, condition in edges:
+        columns.append(func.coalesce(func.sum(case((condition, 1), else_=0)), 0))
+        columns.append(func.coalesce(func.sum(case((condition, balance), else_=0)), 0))
+    row = session.exec(
+        select(*columns).where(
+            Invoice.partner_id == partner.id,
+            Invoice.currency == partner.currency,
+            col(Invoice.status).in_(OPEN_STATUSES),
+        )
+    ).one()
+    buckets = [
+        AgingBucket(label, low, high, int(row[2 + 2 * i]), int(row[3 + 2 * i]))
+        for i, (low, high, label, _) in enumerate(edges)
+    ]
+    return {"outstanding_count": int(row[0]), "outstanding": int(row[1]), "overdue": buckets}
+
+
+def _due_within(as_of: date, low: int, high: int | None) -> list[Any]:
+    """Conditions for ``low`` <= days past due <= ``high`` (the first bucket has no lower end)."""
+    conditions: list[Any] = []
+    if high is not None:
+        conditions.append(col(Invoice.due_date) >= as_of - timedelta(days=high))
+    if low > 1:
+        conditions.append(col(Invoice.due_date) <= as_of - timedelta(days=low))
+    return conditions
+
+
+def monthly_recurring_revenue(session: Session, partner: Partner) -> int:
+    """Recurring schedules' fixed installments normalised to a month (see module doc).
+
+    One statement grouped by frequency. Raises nothing.
+    """
+    rows = session.exec(
+        select(Subscription.frequency, func.sum(Subscription.manual_amount))
+        .where(
+            Subscription.partner_id == partner.id,
+            Subscription.currency == partner.currency,
+            Subscription.status == SubscriptionStatus.RECURRING,
+            col(Subscription.manual_amount).is_not(None),
+            col(Subscription.next_charge_date).is_not(None),
+        )
+        .group_by(Subscription.frequency)
+    ).all()
+    return round_half_up(
+        sum((int(t) * PER_MONTH.get(f, Fraction(0)) for f, t in rows), Fraction(0))
+    )
+
+
+def round_half_up(value: Fraction) -> int:
+    """Round to the nearest integer, ties away from zero. Raises nothing."""
+    magnitude = (2 * abs(value.numerator) + value.denominator) // (2 * value.denominator)
+    return -magnitude if value < 0 else magnitude
+
+
+def expected_by_week(
+    session: Session, partner: Partner, *, as_of: date, days: int = EXPECTED_DAYS
+) -> list[WeekTotal]:
+    """Charges the recurring schedules will take in ``as_of`` … ``as_of + days - 1``, by week.
+
+    Weeks start on ``as_of``; the last one is cut at the window's end. One statement
+    reads the schedules with a next charge in the window; the periods come from the pure
+    schedule rules.
+
+    Raises:
+        InvalidInput: a stored schedule lacks the field its stop rule needs.
+    """
+    end = as_of + timedelta(days=days)
+    subscriptions = session.exec(
+        select(Subscription).where(
+            Subscription.partner_id == partner.id,
+            Subscription.currency == partner.currency,
+            Subscription.status == SubscriptionStatus.RECURRING,
+            col(Subscription.next_charge_date).is_not(None),
+            col(Subscription.next_charge_date) < end,
+        )
+    ).all()
+    weeks = [
+        [as_of + timedelta(days=d), as_of + timedelta(days=min(d + 6, days - 1)), 0, 0]
+        for d in range(0, days, 7)
+    ]
+    for sub in subscriptions:
+        first = sub.next_charge_date
+        assert first is not None
+        charges = upcoming_charges(
+            schedule_of(sub),
+            charged_periods=sub.recurring_count,
+            amount_charged=sub.amount_charged,
+            first_period=sub.first_period,
+            limit=(end - first).days + 1,
+        )
+        for when, amount in charges:
+            if when >= end:
+                break
+            if amount <= 0:
+                continue
+            week = weeks[max(0, (when - as_of).days) // 7]
+            week[2] += 1
+            week[3] += amount
+    return [WeekTotal(a, b, n, amount) for a, b, n, amount in weeks]
