@@ -150,12 +150,15 @@ def dashboard(session: Session, user: User, *, as_of: date) -> Dashboard:
         NotFound: ``user`` is not a partner user.
     """
     partner = partner_of(session, user)
+    invoices = invoice_figures(session, partner, as_of=as_of)
     return Dashboard(
         partner=partner,
         as_of=as_of,
         currency=partner.currency,
         collected_by_month=collected_by_month(session, partner, as_of=as_of),
-        **_invoice_figures(session, partner, as_of=as_of),
+        outstanding=invoices.outstanding,
+        outstanding_count=invoices.outstanding_count,
+        overdue=invoices.overdue,
         mrr=monthly_recurring_revenue(session, partner),
         expected_by_week=expected_by_week(session, partner, as_of=as_of),
     )
@@ -171,6 +174,7 @@ def month_starts(as_of: date, months: int = MONTHS_SHOWN) -> list[date]:
 
 
 def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    """The UTC instant at which ``day`` starts in ``zone``."""
     return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
 
 
@@ -234,8 +238,20 @@ def overdue_invoice(as_of: date) -> Any:
     )
 
 
-def _invoice_figures(session: Session, partner: Partner, *, as_of: date) -> dict[str, Any]:
-    """Outstanding and the overdue aging buckets, in one statement."""
+@dataclass(frozen=True)
+class InvoiceFigures:
+    """The open invoices' count and balance, and the overdue ones by age."""
+
+    outstanding_count: int
+    outstanding: int
+    overdue: list[AgingBucket]
+
+
+def invoice_figures(session: Session, partner: Partner, *, as_of: date) -> InvoiceFigures:
+    """Outstanding (count and balance) and the overdue aging buckets, in one statement.
+
+    Raises nothing.
+    """
     balance = col(Invoice.total) - col(Invoice.amount_paid)
     overdue = overdue_invoice(as_of)
     edges = [
@@ -257,7 +273,7 @@ def _invoice_figures(session: Session, partner: Partner, *, as_of: date) -> dict
         AgingBucket(label, low, high, int(row[2 + 2 * i]), int(row[3 + 2 * i]))
         for i, (low, high, label, _) in enumerate(edges)
     ]
-    return {"outstanding_count": int(row[0]), "outstanding": int(row[1]), "overdue": buckets}
+    return InvoiceFigures(int(row[0]), int(row[1]), buckets)
 
 
 def _due_within(as_of: date, low: int, high: int | None) -> list[Any]:

@@ -197,6 +197,7 @@ def csv_lines(header: Iterable[str], rows: Iterable[list[str]]) -> Iterator[str]
 
 
 def _drain(buffer: io.StringIO) -> str:
+    """What the writer put in ``buffer`` since the last call, emptying it."""
     text = buffer.getvalue()
     buffer.seek(0)
     buffer.truncate()
