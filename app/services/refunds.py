@@ -148,14 +148,18 @@ def _check_limit(parent: Payment, amount: int, left: int) -> None:
         raise RefundInvalid({"amount": message})
 
 
-def _lock_parent(session: Session, parent_id: int, amount: int) -> Payment:
-    # The parent's row lock serializes refunds of one payment: the limit is read after it.
+def _lock_parent_row(session: Session, parent_id: int) -> None:
     session.execute(
         update(Payment)
         .where(col(Payment.id) == parent_id)
         .values(refunded_amount=Payment.refunded_amount)
         .execution_options(synchronize_session=False)
     )
+
+
+def _lock_parent(session: Session, parent_id: int, amount: int) -> Payment:
+    # The parent's row lock serializes refunds of one payment: the limit is read after it.
+    _lock_parent_row(session, parent_id)
     parent = session.get(Payment, parent_id, populate_existing=True)
     assert parent is not None
     _check_limit(parent, amount, refundable_amount(session, parent))
@@ -245,6 +249,11 @@ def finish_refund(
     the attempt stays open for the reconciler. Called by the reconciler too; only the
     caller that moves the attempt out of pending/unknown applies the effects.
     """
+    if attempt.parent_payment_id is not None:
+        # Parent first, as every refund takes its locks: claiming the attempt first would
+        # hold its purpose-key index entry while waiting for a concurrent submission that
+        # holds the parent and waits on that entry (a deadlock).
+        _lock_parent_row(session, attempt.parent_payment_id)
     if not payments.claim_outcome(session, attempt, result, now=now):
         session.rollback()
         settled = session.get(Payment, attempt.id, populate_existing=True)
