@@ -129,6 +129,7 @@ def test_does_an_operator_see_the_newest_emails_first_with_their_state(client, d
     page = _operator(client).get("/operator/outbox").get_data(as_text=True)
 
     assert _subjects(page) == ["Message 3", "Message 2", "Message 1"]
+    assert "No <code>SMTP_URL</code> is set" in page  # the test app has no mail server
     for text in ("Created (UTC)", "pay link", "payer2@example.com", "Recipient refused: 550 nope"):
         assert text in page
     assert re.search(r"status-failed\">failed</span></td>\s*<td class=\"num\">3</td>", page)

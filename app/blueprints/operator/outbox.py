@@ -62,7 +62,10 @@ def outbox() -> Response:
     )
     page = request.args.get("page", 1, type=int) or 1
     result = list_outbox(db_session(), filters, page=page)
-    return render_view("operator/outbox.html", block="results", result=result)
+    outbox_only = not current_app.config["PORTICO"].smtp_url
+    return render_view(
+        "operator/outbox.html", block="results", result=result, outbox_only=outbox_only
+    )
 
 
 @bp.get("/outbox/<int:message_id>")
