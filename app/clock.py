@@ -18,3 +18,8 @@ def utcnow() -> datetime:
 def local_today(timezone: str) -> date:
     """Today's date in ``timezone`` (an IANA name such as ``America/New_York``)."""
     return utcnow().astimezone(ZoneInfo(timezone)).date()
+
+
+def local_day(timezone: str, instant: datetime) -> date:
+    """The date of ``instant`` in ``timezone`` (an IANA name)."""
+    return instant.astimezone(ZoneInfo(timezone)).date()

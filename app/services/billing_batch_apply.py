@@ -16,7 +16,7 @@ from typing import TypeVar
 from sqlalchemy import insert, update
 from sqlmodel import Session, col, select
 
-from app.clock import utcnow
+from app.clock import local_day, utcnow
 from app.gateway.base import GatewayResult
 from app.models import (
     CustomerAccount,
@@ -120,6 +120,9 @@ def apply_answers(
     stands and gets no effects from here.
     """
     mine = _lock_open_attempts(session, [c.id for c in claimed])
+    partners = by_id(session, Partner, {c.partner_id for c in claimed})
+    # A payment is received on the partner's local day (a UTC date can be the next one).
+    local_days = {pid: local_day(p.timezone, now) for pid, p in partners.items()}
     results: list[PeriodResult] = []
     approved: list[Claimed] = []
     declined: list[tuple[Claimed, GatewayResult]] = []
@@ -133,7 +136,7 @@ def apply_answers(
         if result is None:
             results.append(_result(attempt, "error", _RAISED, limited=limited))
             continue
-        updates.append(_outcome_values(attempt, result, now))
+        updates.append(_outcome_values(attempt, result, now, local_days[attempt.partner_id]))
         if result.approved:
             approved.append(attempt)
         elif result.status == "declined" or (result.status == "error" and not result.retryable):
@@ -147,13 +150,12 @@ def apply_answers(
         session.execute(update(Payment), settled)
     declined_emails = _record_declines(session, declined, now=now, base_url=base_url)
     next_dates = _advance(session, approved)
-    partners = by_id(session, Partner, {c.partner_id for c in approved})
     # The invoice counter stays locked until the commit: number as late as possible.
     invoices = _add_paid_invoices(session, approved, partners)
     paid = [{**v, "invoice_id": invoices[v["id"]][0]} for v in updates if v["id"] in approved_ids]
     if paid:
         session.execute(update(Payment), paid)
-    email_ids = _write_receipts(session, approved, partners, next_dates, invoices, now=now)
+    email_ids = _write_receipts(session, approved, partners, next_dates, invoices, days=local_days)
     limited_by_id = {c.id: n for c, (_r, n) in zip(claimed, answers, strict=True)}
     for attempt in approved:
         results.append(
@@ -192,7 +194,9 @@ def _statuses(session: Session, ids: list[int]) -> dict[int, str]:
     return {int(i): str(status) for i, status in rows.all()}
 
 
-def _outcome_values(attempt: Claimed, result: GatewayResult, now: datetime) -> dict[str, object]:
+def _outcome_values(
+    attempt: Claimed, result: GatewayResult, now: datetime, received_on: date
+) -> dict[str, object]:
     status = PaymentStatus(result.status)
     return {
         "id": attempt.id,
@@ -201,7 +205,7 @@ def _outcome_values(attempt: Claimed, result: GatewayResult, now: datetime) -> d
         "decline_code": result.decline_code,
         "decline_reason": "" if result.approved else result.message,
         "settled_at": None if status == PaymentStatus.UNKNOWN else now,
-        "received_on": now.date() if result.approved else None,
+        "received_on": received_on if result.approved else None,
     }
 
 
@@ -318,7 +322,7 @@ def _write_receipts(
     next_dates: dict[int, date | None],
     invoices: dict[int, tuple[int, str]],
     *,
-    now: datetime,
+    days: dict[int, date],
 ) -> dict[int, int]:
     """A receipt email per approval, as write_receipt writes it; {attempt id: row id}."""
     if not approved:
@@ -333,7 +337,7 @@ def _write_receipts(
             amount=attempt.amount,
             currency=attempt.currency,
             method_label=method_label(attempt.method_kind, attempt.brand, attempt.last4),
-            paid_on=now.date(),
+            paid_on=days[attempt.partner_id],
             reference=f"PAY-{attempt.id:06d}",
             invoice_number=invoices[attempt.id][1],
             next_charge_date=next_dates[attempt.id],

@@ -21,8 +21,9 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from app.clock import local_day
 from app.gateway.base import GatewayResult, PaymentGateway
-from app.models import Payment, PaymentKind, PaymentStatus
+from app.models import Partner, Payment, PaymentKind, PaymentStatus
 
 STALE_AFTER = timedelta(minutes=3)
 OPEN_STATUSES = (PaymentStatus.PENDING, PaymentStatus.UNKNOWN)
@@ -228,7 +229,9 @@ def claim_outcome(
         "settled_at": None if status == PaymentStatus.UNKNOWN else now,
     }
     if result.approved and attempt.received_on is None:
-        values["received_on"] = now.date()
+        partner = session.get(Partner, attempt.partner_id)
+        # Received on the partner's local day (the UTC date can already be the next one).
+        values["received_on"] = local_day(partner.timezone, now) if partner else now.date()
     outcome = session.execute(
         update(Payment)
         .where(col(Payment.id) == attempt.id, col(Payment.status).in_(OPEN_STATUSES))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import event
@@ -289,3 +289,27 @@ def test_do_threads_keep_answers_with_their_own_attempts(app, db_session, thread
     charged = approved_recurring(db_session)
     assert [p.amount for p in charged] == [1000 + i for i in range(12)]
     assert_ledger_matches_processor(db_session, gateway)
+
+
+@pytest.mark.parametrize("path", ["batch", "one_at_a_time"])
+def test_is_a_payment_received_on_the_partners_local_day(app, db_session, path: str) -> None:
+    from app.services.subscription_billing import charge_next_period
+
+    gateway = sandbox(app)
+    late_evening = datetime(2031, 3, 10, 3, 30, tzinfo=UTC)  # Mar 9, 23:30 in New York
+    with app.app_context():
+        partner = make_partner(db_session)
+        partner.timezone = "America/New_York"
+        db_session.add(partner)
+        db_session.commit()
+        (sub,) = due_customers(db_session, gateway, partner, 1, due=date(2031, 3, 9))
+        if path == "batch":
+            charge_batch(db_session, gateway, [sub.id], as_of=date(2031, 3, 9), now=late_evening)
+        else:
+            charge_next_period(
+                db_session, gateway, sub.id, as_of=date(2031, 3, 9), now=late_evening
+            )
+    (payment,) = approved_recurring(db_session)
+    assert payment.received_on == date(2031, 3, 9)
+    receipt = db_session.exec(select(OutboxMessage).where(OutboxMessage.kind == "receipt")).one()
+    assert "Mar 9, 2031" in receipt.text_body
