@@ -37,3 +37,9 @@ class InvalidInput(DomainError):
 
 class CurrencyMismatch(InvalidInput):
     """Arithmetic or comparison between amounts of two currencies."""
+
+
+class Forbidden(DomainError):
+    """The person may see the record but not do this; ``message`` says why."""
+
+    status_code = 403

@@ -25,6 +25,7 @@ from app.models.billing import (
 from app.models.dunning import DunningNotice, DunningRun, DunningRunStatus
 from app.models.notifications import OutboxMessage, OutboxStatus
 from app.models.on_behalf import OnBehalfDraft
+from app.models.orders import Order, OrderLine
 from app.models.runs import BillingRun, RunStatus
 from app.models.widgets import AmountMode, DeclineRecord, PayLink, Widget
 
@@ -47,6 +48,8 @@ __all__ = [
     "InvoiceStatus",
     "MethodKind",
     "OnBehalfDraft",
+    "Order",
+    "OrderLine",
     "OutboxMessage",
     "OutboxStatus",
     "Partner",

@@ -36,6 +36,11 @@ class Partner(SQLModel, table=True):
     # None means the default policy (app.domain.dunning.DEFAULT_POLICY).
     dunning_policy: list[dict] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     receipt_wording: str = Field(default="", max_length=1000)  # donation receipts
+    # Order settings (seed 003, "Salesperson submit actions"); admins may always do both.
+    sales_send_for_approval: bool = Field(default=True)
+    sales_collect_payment: bool = Field(default=False)
+    approval_link_days: int = Field(default=14)
+    authorization_days: int = Field(default=7)  # an uncaptured hold is voided after this
     created_at: datetime = created_at()
 
 

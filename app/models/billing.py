@@ -153,6 +153,7 @@ class Payment(SQLModel, table=True):
     subscription_id: int | None = Field(default=None, foreign_key="subscription.id", index=True)
     payment_method_id: int | None = Field(default=None, foreign_key="paymentmethod.id")
     parent_payment_id: int | None = Field(default=None, foreign_key="payment.id")
+    order_id: int | None = Field(default=None, foreign_key="sales_order.id", index=True)
     purpose_key: str = Field(max_length=200, unique=True)
     idempotency_key: str = Field(max_length=200)
     kind: str = Field(max_length=20)

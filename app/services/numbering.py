@@ -8,7 +8,7 @@ from sqlmodel import Session, select
 
 from app.models import InvoiceSequence
 
-SERIES_PREFIX = {"INV": "INV", "CN": "CN"}
+SERIES_PREFIX = {"INV": "INV", "CN": "CN", "SO": "SO"}  # SO: sales orders
 
 
 def next_invoice_number(session: Session, *, partner_id: int, series: str) -> tuple[int, str]:
