@@ -44,6 +44,7 @@ class AttemptSpec:
     subscription_id: int | None = None
     payment_method_id: int | None = None
     parent_payment_id: int | None = None  # the payment a refund gives money back from
+    order_id: int | None = None
     brand: str = ""
     last4: str = ""
     is_recurring: bool = False
@@ -101,6 +102,7 @@ def open_attempt(
         subscription_id=spec.subscription_id,
         payment_method_id=spec.payment_method_id,
         parent_payment_id=spec.parent_payment_id,
+        order_id=spec.order_id,
         purpose_key=spec.purpose_key,
         idempotency_key=idempotency_key_for(spec.purpose_key),
         kind=spec.kind,

@@ -56,6 +56,8 @@ def settle(
             message="The processor has no record of this payment; nothing was charged.",
             retryable=True,
         )
+        if attempt.order_id is not None:  # the order must leave ``processing``
+            return apply_outcome(session, attempt, nothing, now=now, gateway=gateway)
         if not payments.claim_outcome(session, attempt, nothing, now=now):
             session.rollback()
             return "already settled", []
@@ -88,6 +90,16 @@ def apply_outcome(
 
         refund = finish_refund(session, attempt, result, now=now)
         return refund.status, list(refund.email_ids)
+    if source == "order":
+        from app.services.order_payments import finish_order_payment
+
+        order = finish_order_payment(session, attempt, result, now=now, gateway=gateway)
+        return order.status, list(order.email_ids)
+    if source == "order_hold":
+        from app.services.order_holds import finish_hold
+
+        hold = finish_hold(session, attempt, result, now=now)
+        return hold.status, list(hold.email_ids)
     if source == "manual_charge":
         from app.services.manual_charges import finish_manual_charge
 

@@ -1,0 +1,83 @@
+"""How an order's payment attempts read: the outcome shown to people, and the Payment tab."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from sqlmodel import Session, col, select
+
+from app.domain.money import format_money
+from app.domain.orders import OrderStatus
+from app.models import Order, Payment, PaymentKind, PaymentStatus
+
+UNKNOWN_MESSAGE: Final = (
+    "The processor's answer was lost. Nothing will be charged again: the payment is "
+    "confirmed with the processor shortly."
+)
+
+
+@dataclass(frozen=True)
+class OrderPaymentOutcome:
+    """A payment submission (or capture, or void) of an order as it stands."""
+
+    status: str  # payment status: approved | declined | error | unknown | pending
+    order_id: int
+    order_status: str
+    payment_id: int | None
+    message: str
+    email_ids: tuple[int, ...] = field(default=())
+
+    @property
+    def approved(self) -> bool:
+        return self.status == PaymentStatus.APPROVED
+
+
+def card_of(payment: Payment) -> dict[str, str]:
+    return {"brand": payment.brand, "last4": payment.last4}
+
+
+def outcome_of(
+    session: Session, attempt: Payment, email_ids: list[int] | None = None
+) -> OrderPaymentOutcome:
+    """An order payment attempt (submission, capture or void) as it stands now."""
+    order = session.get(Order, attempt.order_id, populate_existing=True)
+    assert order is not None
+    status = str(attempt.status)
+    amount = format_money(attempt.amount, attempt.currency)
+    if status == PaymentStatus.APPROVED:
+        message = _approved_message(attempt, order, amount)
+    elif status in (PaymentStatus.DECLINED, PaymentStatus.ERROR):
+        message = attempt.decline_reason or "The payment was declined."
+    elif status == PaymentStatus.UNKNOWN:
+        message = UNKNOWN_MESSAGE
+    else:
+        message = "The payment is being processed."
+    return OrderPaymentOutcome(
+        status=status,
+        order_id=order.id,  # type: ignore[arg-type]
+        order_status=order.status,
+        payment_id=attempt.id,
+        message=message,
+        email_ids=tuple(email_ids or ()),
+    )
+
+
+def _approved_message(attempt: Payment, order: Order, amount: str) -> str:
+    if attempt.kind == PaymentKind.AUTHORIZATION:
+        return f"{amount} authorized: capture or void it from the order."
+    if attempt.kind == PaymentKind.VOID:
+        return "The authorization was voided; nothing was charged."
+    if order.status == OrderStatus.SCHEDULED and order.activation_date is not None:
+        on = f"{order.activation_date:%B} {order.activation_date.day}, {order.activation_date.year}"
+        return f"Payment of {amount} approved. The order activates on {on}."
+    return f"Payment of {amount} approved. The order is activated."
+
+
+def order_payments(session: Session, order_id: int) -> list[Payment]:
+    """Every payment attempt of an order, newest first (the order's Payment tab)."""
+    return list(
+        session.exec(
+            select(Payment).where(Payment.order_id == order_id).order_by(col(Payment.id).desc())
+        ).all()
+    )
