@@ -55,6 +55,11 @@ class CardChoice:
     new_method: TokenizedMethod | None = None
 
 
+class _Taken(Conflict):
+    def __init__(self) -> None:
+        super().__init__("This order was just submitted in another tab.")
+
+
 @dataclass(frozen=True)
 class _Card:
     token: str
@@ -223,6 +228,8 @@ def _card(
 def _claim(tx: Session, order_id: int, sequence: int, *, seen_total: int, now: datetime) -> Order:
     """In the attempt's transaction: the order still payable as the page showed it."""
     order = lock_order(tx, order_id)
+    if order.submit_count >= sequence and payments.find_attempt(tx, submit_key(order_id, sequence)):
+        raise _Taken  # another tab committed this submission while we waited for the lock
     if order.submit_count + 1 != sequence:
         raise Conflict("This page is out of date: reload it before submitting again.")
     lines = order_lines(tx, order_id)
@@ -286,7 +293,11 @@ def _pay(
     customer_ref = account.gateway_customer_ref
     email, name = account.email, account.name
     session.rollback()
-    attempt, created = payments.open_attempt(session, spec, precheck=claim)
+    try:
+        attempt, created = payments.open_attempt(session, spec, precheck=claim)
+    except _Taken:
+        session.rollback()
+        attempt, created = payments.find_attempt(session, spec.purpose_key), False  # type: ignore[assignment]
     if not created:
         settled = payments.wait_until_settled(session, attempt.id)  # type: ignore[arg-type]
         return outcome_of(session, settled)
