@@ -27,6 +27,7 @@ from app.models import (
     PaymentKind,
     PaymentMethod,
     PaymentStatus,
+    Product,
     Role,
     Subscription,
     User,
@@ -92,9 +93,21 @@ def _write_partner(
         locale=spec.locale,
         tax_rate_bp=spec.tax_rate_bp,
         allowed_origins=list(DEMO_ORIGINS) if spec.country == "US" else [],
+        sales_collect_payment=spec.sales_collect_payment,
     )
     session.add(partner)
     session.flush()
+    for product in spec.products:
+        session.add(
+            Product(
+                partner_id=partner.id,  # type: ignore[arg-type]
+                name=product.name,
+                sku=product.sku,
+                unit_amount=product.amount,
+                currency=spec.currency,
+                frequency=product.frequency,
+            )
+        )
     if spec.country == "US":
         session.add(
             Widget(

@@ -47,6 +47,16 @@ class CustomerSpec:
 
 
 @dataclass(frozen=True)
+class ProductSpec:
+    """Something the partner sells on orders: a one-time item or a recurring plan."""
+
+    name: str
+    sku: str
+    amount: int  # list price before tax, minor units of the partner's currency
+    frequency: str | None = None  # None: one time
+
+
+@dataclass(frozen=True)
 class PartnerSpec:
     slug: str
     name: str
@@ -57,6 +67,8 @@ class PartnerSpec:
     tax_rate_bp: int
     users: tuple[tuple[str, str, str], ...]  # (email, name, role)
     customers: tuple[CustomerSpec, ...] = field(default=())
+    products: tuple[ProductSpec, ...] = field(default=())
+    sales_collect_payment: bool = False  # salespeople may take payments on orders
 
 
 US = PartnerSpec(
@@ -71,6 +83,13 @@ US = PartnerSpec(
         ("admin@us-partner.example", "Avery Brooks", "partner_admin"),
         ("sales@us-partner.example", "Sam Ortiz", "partner_sales"),
     ),
+    products=(
+        ProductSpec("Community membership", "MEM-M", 2500, "monthly"),
+        ProductSpec("Annual supporter plan", "SUP-A", 12000, "annual"),
+        ProductSpec("Workshop seat", "WS-1", 4000),
+        ProductSpec("Studio setup fee", "SETUP", 7500),
+    ),
+    sales_collect_payment=True,
     customers=(
         CustomerSpec(
             key="jordan",
@@ -184,6 +203,11 @@ DE = PartnerSpec(
     users=(
         ("admin@de-partner.example", "Lena Wagner", "partner_admin"),
         ("sales@de-partner.example", "Jonas Becker", "partner_sales"),
+    ),
+    products=(
+        ProductSpec("Mitgliedschaft", "MG-M", 4900, "monthly"),
+        ProductSpec("Probenraum Quartal", "PR-Q", 15000, "quarterly"),
+        ProductSpec("Notenpaket", "NP-1", 3500),
     ),
     customers=(
         CustomerSpec(

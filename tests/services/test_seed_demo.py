@@ -21,6 +21,7 @@ from app.models import (
     Partner,
     Payment,
     PaymentMethod,
+    Product,
     Subscription,
     User,
 )
@@ -134,6 +135,28 @@ def test_are_there_six_customer_accounts_with_payment_methods(session: Session) 
         assert len(method.last4) == 4 and method.token
     for account_id in with_methods:
         assert sum(m.is_default for m in methods if m.customer_account_id == account_id) == 1
+
+
+def test_can_each_demo_partner_sell_one_time_and_recurring_products_in_its_currency(
+    session: Session,
+) -> None:
+    partners = {p.id: p for p in session.exec(select(Partner)).all()}
+    products = session.exec(select(Product)).all()
+
+    for partner in partners.values():
+        own = [p for p in products if p.partner_id == partner.id]
+        assert {p.currency for p in own} == {partner.currency}, partner.slug
+        assert any(p.frequency is None for p in own), partner.slug
+        assert any(p.frequency == "monthly" for p in own), partner.slug
+        assert all(p.active and p.unit_amount > 0 for p in own), partner.slug
+
+
+def test_may_the_us_demo_salesperson_collect_order_payments(session: Session) -> None:
+    partners = {p.slug: p for p in session.exec(select(Partner)).all()}
+
+    assert partners["us-partner"].sales_collect_payment is True
+    assert partners["us-partner"].sales_send_for_approval is True
+    assert partners["de-partner"].sales_collect_payment is False
 
 
 def test_are_subscriptions_in_several_frequencies_and_states(session: Session) -> None:
