@@ -2,7 +2,7 @@
 
 Builds on :func:`app.services.directory.account_overview` (profile, methods,
 subscriptions, invoices) and adds what only the partner's page shows: the expiry state
-of each saved card, the latest payments and the history timeline.
+of each saved card, the latest payments, the latest orders and the history timeline.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, col, func, select
 
 from app.domain.cards import CardExpiry, card_expiry
-from app.models import Payment, PaymentKind, PaymentMethod, User
+from app.models import Order, Payment, PaymentKind, PaymentMethod, User
 from app.services.directory import AccountOverview, account_overview
 from app.services.history import HistoryEntry, account_history
+from app.services.orders import account_orders
 from app.services.receipts import MANUAL_KINDS, payment_method_label
 
 PAYMENTS_LIMIT = 20
@@ -45,14 +46,17 @@ class AccountPage(AccountOverview):
     payment_count: int = 0
     history: list[HistoryEntry] = field(default_factory=list)
     history_count: int = 0
+    orders: list[Order] = field(default_factory=list)
+    order_count: int = 0
 
 
 def account_page(session: Session, user: User, customer_id: int, *, as_of: date) -> AccountPage:
     """The account page of ``customer_id`` as seen by ``user`` on the partner's ``as_of``.
 
     Card expiry warnings are relative to ``as_of`` (the partner's local today). Payments
-    are the latest ``PAYMENTS_LIMIT`` and history the latest ``HISTORY_LIMIT``, each with
-    its total count. The number of statements does not depend on the number of rows.
+    are the latest ``PAYMENTS_LIMIT``, orders the latest ``ACCOUNT_ORDERS_LIMIT`` and
+    history the latest ``HISTORY_LIMIT``, each with its total count. The number of
+    statements does not depend on the number of rows.
 
     Raises NotFound when the account does not exist or the user may not see it.
     """
@@ -60,6 +64,7 @@ def account_page(session: Session, user: User, customer_id: int, *, as_of: date)
     timezone = overview.partner.timezone
     payments, payment_count = latest_payments(session, overview.account.id, timezone=timezone)  # type: ignore[arg-type]
     history, history_count = account_history(session, overview.account, timezone=timezone)
+    orders, order_count = account_orders(session, overview.account.id)  # type: ignore[arg-type]
     return AccountPage(
         account=overview.account,
         partner=overview.partner,
@@ -75,6 +80,8 @@ def account_page(session: Session, user: User, customer_id: int, *, as_of: date)
         payment_count=payment_count,
         history=history,
         history_count=history_count,
+        orders=orders,
+        order_count=order_count,
     )
 
 
