@@ -6,6 +6,7 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
+    from app.blueprints.approve.routes import bp as approve_bp
     from app.blueprints.auth.routes import bp as auth_bp
     from app.blueprints.components.routes import bp as components_bp
     from app.blueprints.health.routes import bp as health_bp
@@ -15,6 +16,7 @@ def register_blueprints(app: Flask) -> None:
     from app.blueprints.portal.routes import bp as portal_bp
 
     for blueprint in (
+        approve_bp,
         auth_bp,
         components_bp,
         health_bp,

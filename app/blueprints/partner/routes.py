@@ -65,6 +65,7 @@ from app.blueprints.partner import billing_payments as _billing_payments  # noqa
 from app.blueprints.partner import dashboard as _dashboard  # noqa: E402,F401  (registers the dashboard and CSV exports)
 from app.blueprints.partner import invoices as _invoices  # noqa: E402,F401  (registers the invoice routes)
 from app.blueprints.partner import on_behalf as _on_behalf  # noqa: E402,F401  (registers the billing-on-behalf wizard)
+from app.blueprints.partner import order_approval as _order_approval  # noqa: E402,F401  (registers sending orders for approval and the signature image)
 from app.blueprints.partner import orders as _orders  # noqa: E402,F401  (registers the order pages and order settings)
 from app.blueprints.partner import settings as _settings  # noqa: E402,F401  (registers the settings routes)
 from app.blueprints.partner import subscriptions as _subscriptions  # noqa: E402,F401  (registers the subscription routes)
