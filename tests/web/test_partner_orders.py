@@ -104,8 +104,12 @@ def _submit(
         "method": "card",
         "holder_name": "Jordan Rivera",
     }
-    if number:
-        data |= {"card_number": number, "exp": "12/34", "cvc": "123"}
+    if number is not None:
+        data |= {
+            "card_number": number,
+            "exp": "12/34" if number else "",
+            "cvc": "123" if number else "",
+        }
     return client.post(f"/partner/orders/{order_id}/submit", data=data)
 
 
@@ -439,3 +443,26 @@ def test_may_a_salesperson_change_the_order_settings(client: FlaskClient, db: Se
     assert response.status_code == 404
     db.rollback()
     assert _us_partner(db).approval_link_days == 14
+
+
+def test_are_missing_card_fields_shown_beside_them_and_nothing_charged(
+    client: FlaskClient, db: Session
+) -> None:
+    sign_in(client, US_ADMIN)
+    order_id = _order_with_lines(client, db)
+
+    response = _submit(client, order_id, number="")
+    no_card = _submit(client, order_id, card="", number=None)
+
+    body = _text(response)
+    assert response.status_code == 422
+    for name, message in (
+        ("card_number", "Enter the card number."),
+        ("exp", "Enter the expiration date as MM/YY."),
+        ("cvc", "Enter the 3- or 4-digit security code."),
+    ):
+        assert f'id="f-{name}-error">{message}</p>' in body, name
+    assert no_card.status_code == 422 and 'id="card-error"' in _text(no_card)
+    db.rollback()
+    assert db.exec(select(Payment).where(Payment.order_id == order_id)).all() == []
+    assert _order(db, order_id).status == "draft"

@@ -92,8 +92,13 @@ def _order_page(
     lines_form: LinesForm | None = None,
     **context: Any,
 ) -> Response:
-    """The order page (or one of its blocks for htmx) with the builder's current rows."""
+    """The order page (or one of its blocks for htmx) with the builder's current rows.
+
+    An error page reads the order afresh (whatever the failed service left unsaved).
+    """
     session, user = db_session(), acting_user()
+    if status >= 400:
+        session.rollback()
     _, as_of = partner_clock(user)
     detail = order_detail(session, user, order_id, as_of=as_of)
     b = orders.builder(session, user, order_id)
@@ -222,7 +227,8 @@ def submit_order(order_id: int) -> Response:
     except DomainError as exc:
         return _problem(order_id, exc, pay_values=values)
     enqueue_after_commit(list(outcome.email_ids))
-    flash(outcome.message, "notice" if outcome.approved else "error")
+    if outcome.order_status != OrderStatus.DECLINED:  # the page shows a decline prominently
+        flash(outcome.message, "notice" if outcome.approved else "error")
     return redirect_to(url_for("partner.order", order_id=order_id))
 
 
