@@ -17,15 +17,15 @@ from datetime import date, datetime, timedelta
 from typing import Final
 
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from app.clock import local_day
 from app.domain.errors import Conflict, DomainError, NotFound
 from app.domain.orders import OrderStatus
 from app.domain.signatures import Signature, SignatureKind, check_signature, png_bytes
 from app.gateway.base import PaymentGateway, TokenizedMethod
-from app.models import CustomerAccount, Order, OrderLine, Partner, Payment, PaymentStatus, User
-from app.services import order_payments, payments
+from app.models import CustomerAccount, Order, Partner, User
+from app.services import order_payments
 from app.services.notifications import write_email
 from app.services.order_access import (
     approval_takes_payment,
@@ -34,6 +34,12 @@ from app.services.order_access import (
     move,
     partner_order,
     record,
+)
+from app.services.order_activation import order_lines
+from app.services.order_approval_page import (
+    ApprovalPage,
+    after_payment_settles,
+    page_for,
 )
 from app.services.order_outcomes import OrderPaymentOutcome
 from app.services.widget_payments import FieldErrors
@@ -67,27 +73,6 @@ class ApprovalLinkGone(DomainError):
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
         self.reason = reason  # replaced | expired | closed
-
-
-@dataclass(frozen=True)
-class ApprovalPage:
-    """What the approval page shows. ``state`` is ``open`` (sign here) or ``done``.
-
-    ``outcome`` (done only): approved (signed, no payment taken), paid, declined or
-    processing (the payment is being confirmed). ``payment`` is the order's latest payment
-    attempt, for the confirmation (amount, card) or the decline reason.
-    """
-
-    order: Order
-    lines: list[OrderLine]
-    partner: Partner
-    customer: CustomerAccount
-    takes_payment: bool
-    sequence: int
-    state: str
-    expires_on: date | None
-    outcome: str = ""
-    payment: Payment | None = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +121,7 @@ def send_for_approval(
     account = session.get(CustomerAccount, order.customer_account_id)
     assert partner is not None and account is not None
     ensure_may_send(partner, user)
-    lines = _lines(session, order_id)
+    lines = order_lines(session, order_id)
     if not lines or order.total <= 0:
         raise Conflict("Add at least one product line with a price before sending the order.")
     resend = order.status == OrderStatus.PENDING_APPROVAL
@@ -197,8 +182,8 @@ def approval_page(session: Session, token: str, *, secret: str, now: datetime) -
     assert partner is not None
     state = _link_state(order, partner, nonce, now)
     if state == "done" and order.status == OrderStatus.PROCESSING:
-        order = _after_payment_settles(session, order)
-    return _page(session, order, partner, state)
+        order = after_payment_settles(session, order)
+    return page_for(session, order, partner, state)
 
 
 def approve(
@@ -263,7 +248,7 @@ def approve(
         record(session, locked, "order.approved_by_customer", **_signed_detail(locked))
         session.add(locked)
         session.commit()
-        return ApprovalResult(_page(session, locked, partner, "done"), None, ())
+        return ApprovalResult(page_for(session, locked, partner, "done"), None, ())
     assert card is not None
     try:
         outcome = order_payments.pay_on_approval(
@@ -282,7 +267,7 @@ def approve(
     session.rollback()
     settled = session.get(Order, order_id, populate_existing=True)
     assert settled is not None
-    return ApprovalResult(_page(session, settled, partner, "done"), outcome, outcome.email_ids)
+    return ApprovalResult(page_for(session, settled, partner, "done"), outcome, outcome.email_ids)
 
 
 def signature_png(session: Session, user: User, order_id: int) -> bytes:
@@ -395,70 +380,7 @@ def _signed_detail(order: Order) -> dict[str, object]:
     }
 
 
-# -- what the page shows --------------------------------------------------------------------
-
-
-def _lines(session: Session, order_id: int) -> list[OrderLine]:
-    return list(
-        session.exec(
-            select(OrderLine)
-            .where(OrderLine.order_id == order_id)
-            .order_by(col(OrderLine.position), col(OrderLine.id))
-        ).all()
-    )
-
-
-def _latest_payment(session: Session, order_id: int) -> Payment | None:
-    return session.exec(
-        select(Payment).where(Payment.order_id == order_id).order_by(col(Payment.id).desc())
-    ).first()
-
-
-def _after_payment_settles(session: Session, order: Order) -> Order:
-    """A payment still with the processor (a second tab): wait briefly for its answer."""
-    latest = _latest_payment(session, order.id)  # type: ignore[arg-type]
-    if latest is not None and latest.status == PaymentStatus.PENDING:
-        payments.wait_until_settled(session, latest.id)  # type: ignore[arg-type]
-    fresh = session.get(Order, order.id, populate_existing=True)
-    assert fresh is not None
-    return fresh
-
-
-def _outcome(order: Order, payment: Payment | None) -> str:
-    status = OrderStatus(order.status)
-    if status == OrderStatus.DECLINED:
-        return "declined"
-    if status == OrderStatus.PROCESSING:
-        return "processing"
-    if (
-        status in (OrderStatus.ACTIVATED, OrderStatus.SCHEDULED)
-        and payment is not None
-        and payment.status == PaymentStatus.APPROVED
-    ):
-        return "paid"
-    return "approved"
-
-
-def _page(session: Session, order: Order, partner: Partner, state: str) -> ApprovalPage:
-    account = session.get(CustomerAccount, order.customer_account_id)
-    assert account is not None
-    payment = _latest_payment(session, order.id) if state == "done" else None  # type: ignore[arg-type]
-    expires = order.approval_expires_at
-    return ApprovalPage(
-        order=order,
-        lines=_lines(session, order.id),  # type: ignore[arg-type]
-        partner=partner,
-        customer=account,
-        takes_payment=order.approval_takes_payment,
-        sequence=order_payments.next_submit_sequence(order),
-        state=state,
-        expires_on=local_day(partner.timezone, expires) if expires and state == "open" else None,
-        outcome=_outcome(order, payment) if state == "done" else "",
-        payment=payment,
-    )
-
-
 def _replayed(session: Session, order: Order, partner: Partner) -> ApprovalResult:
     if order.status == OrderStatus.PROCESSING:
-        order = _after_payment_settles(session, order)
-    return ApprovalResult(_page(session, order, partner, "done"), None, (), replay=True)
+        order = after_payment_settles(session, order)
+    return ApprovalResult(page_for(session, order, partner, "done"), None, (), replay=True)

@@ -42,7 +42,7 @@ from tests.web.helpers import csrf_token, sign_in
 PUBLIC_ENDPOINTS = frozenset(
     {"static", "auth.login", "auth.index", "auth.logout", "auth.accept_invite", "health.healthz"}
 )
-PUBLIC_BLUEPRINTS = frozenset({"components", "pay", "webhooks", "sandbox"})
+PUBLIC_BLUEPRINTS = frozenset({"components", "pay", "approve", "webhooks", "sandbox"})
 EXPECTED_PROTECTED = {
     "operator.partners",
     "partner.customers",
