@@ -153,6 +153,7 @@ def test_does_a_saved_order_offer_the_payment_choices_and_the_cards_on_file(
     page = _text(client.get(f"/partner/orders/{order_id}"))
 
     assert ">Charge now</button>" in page and ">Authorize only</button>" in page
+    assert ">Send for customer approval</button>" in page
     assert "Visa •••• 4242" in page and ">Default</span>" in page and "New card" in page
     for label in ("Card number", "Expiration", "CVC", "Name on card"):
         assert f">{label}</label>" in page, label
