@@ -186,6 +186,11 @@ def describe(action: str, detail: Mapping[str, object], subject: Subject) -> tup
     name ("invoice.canceled" → "Invoice canceled") with its details as "Key: value"
     lines, so a new kind of event is readable the day it is recorded. Raises nothing.
     """
+    if action.startswith("order."):
+        from app.services import order_detail  # it words order events; it imports this module
+
+        if action in order_detail.ORDER_SENTENCES:
+            return order_detail.describe_order_event(action, detail, subject.currency)
     describer = _DESCRIBERS.get(action)
     if describer is not None:
         try:

@@ -239,7 +239,7 @@ def _amount(detail: Mapping[str, object], key: str, currency: str) -> list[str]:
     )
 
 
-_SENTENCES: Mapping[str, str] = {
+ORDER_SENTENCES: Mapping[str, str] = {
     "order.created": "Created the order",
     "order.lines_saved": "Changed the order's lines",
     "order.submitted": "Submitted the order for payment",
@@ -280,7 +280,7 @@ def describe_order_event(
     Known actions get their own sentence with amounts formatted in the order's currency;
     any other action reads as the account history shows it.
     """
-    sentence = _SENTENCES.get(action)
+    sentence = ORDER_SENTENCES.get(action)
     if sentence is None:
         return describe(action, detail, Subject("", currency))
     lines: list[str] = []

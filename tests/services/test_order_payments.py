@@ -269,3 +269,20 @@ def test_is_a_card_of_another_customer_refused(demo: Flask, db: Session) -> None
         submit(demo, db, admin, order, card=CardChoice(saved_method_id=jordan_card.id))
     assert getattr(refused.value, "field", "") == "card"
     assert processor_calls(demo, order) == []
+
+
+def test_does_the_account_history_word_order_events_with_formatted_amounts(
+    demo: Flask, db: Session
+) -> None:
+    from app.services.history import account_history
+
+    admin = find_user(db, US_ADMIN)
+    nora = new_customer(db, admin.partner_id)  # type: ignore[arg-type]
+    order = make_order(db, nora, [MONTHLY], by=admin)
+    submit(demo, db, admin, order, card=CardChoice(new_method=new_card(demo)))
+
+    entries, _total = account_history(db, nora, timezone="America/New_York")
+
+    paid = next(entry for entry in entries if entry.action == "order.paid")
+    assert paid.text == "Payment approved" and "Amount: $25.00" in paid.details
+    assert any(entry.text == "Order activated" for entry in entries)
