@@ -43,3 +43,13 @@ class Forbidden(DomainError):
     """The person may see the record but not do this; ``message`` says why."""
 
     status_code = 403
+
+
+class FieldsInvalid(InvalidInput):
+    """Every bad field of a form: ``errors`` maps field names to messages (nothing was
+    saved); ``message`` and ``field`` name the first, for callers that show only one."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        first_field, first_message = next(iter(errors.items()))
+        super().__init__(first_message, first_field)
+        self.errors = dict(errors)

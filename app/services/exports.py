@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
 
-from app.domain.errors import InvalidInput
+from app.domain.errors import FieldsInvalid
 from app.domain.money import format_plain
 from app.models import CustomerAccount, Invoice, Payment, PaymentKind, User
 from app.services.dashboard import payment_day_between
@@ -63,13 +63,8 @@ BATCH: Final = 500
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 
 
-class ExportRangeInvalid(InvalidInput):
+class ExportRangeInvalid(FieldsInvalid):
     """A bad date range; ``errors`` maps the field (``from``/``to``) to its message."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        field, message = next(iter(errors.items()))
-        super().__init__(message, field)
-        self.errors = dict(errors)
 
 
 @dataclass(frozen=True)

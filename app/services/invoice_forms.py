@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Final
 
-from app.domain.errors import InvalidInput
+from app.domain.errors import FieldsInvalid, InvalidInput
 from app.domain.money import parse_amount
 from app.services.invoices import LineInput, line_amounts
 
@@ -25,18 +25,13 @@ DEFAULT_TERMS_DAYS: Final = 30
 _QUANTITY: Final = re.compile(r"[0-9]{1,7}")
 
 
-class InvoiceInvalid(InvalidInput):
+class InvoiceInvalid(FieldsInvalid):
     """An invoice form with bad fields; ``errors`` maps field name to message.
 
     Line fields are named ``line-<n>-description``, ``line-<n>-quantity`` and
     ``line-<n>-unit_price`` (n from 0); the others ``issue_date``, ``due_date`` and
     ``lines`` (the form as a whole).
     """
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        first_field, first_message = next(iter(errors.items()))
-        super().__init__(first_message, first_field)
-        self.errors = dict(errors)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Final
 
-from app.domain.errors import InvalidInput
+from app.domain.errors import FieldsInvalid, InvalidInput
 from app.domain.money import format_plain, parse_amount
 from app.domain.orders import line_amounts
 from app.domain.schedule import Frequency
@@ -31,13 +31,8 @@ FREQUENCIES: Final = tuple(f.value for f in Frequency)
 _QUANTITY: Final = re.compile(r"[0-9]{1,7}")
 
 
-class LinesInvalid(InvalidInput):
+class LinesInvalid(FieldsInvalid):
     """Every bad field of the order's lines, by field name (nothing was saved)."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        first_field, first_message = next(iter(errors.items()))
-        super().__init__(first_message, first_field)
-        self.errors = dict(errors)
 
 
 @dataclass(frozen=True)

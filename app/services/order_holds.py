@@ -23,7 +23,7 @@ from app.models import CustomerAccount, Order, Partner, Payment, PaymentKind, Pa
 from app.services import payments
 from app.services.order_access import ensure_may_collect, lock_order, move, partner_order, record
 from app.services.order_activation import apply_order_payment
-from app.services.order_outcomes import OrderPaymentOutcome, card_of, outcome_of
+from app.services.order_outcomes import OrderPaymentOutcome, card_of, claim_or_outcome, outcome_of
 
 HOLD_SOURCE: Final = "order_hold"
 _TARGET: Final = {PaymentKind.CAPTURE: OrderStatus.ACTIVATED, PaymentKind.VOID: OrderStatus.VOIDED}
@@ -206,14 +206,9 @@ def finish_hold(
 
     The reconciler calls it for a late answer.
     """
-    if not payments.claim_outcome(session, attempt, result, now=now):
-        session.rollback()
-        settled = session.get(Payment, attempt.id, populate_existing=True)
-        assert settled is not None
-        return outcome_of(session, settled)
-    if result.status == PaymentStatus.UNKNOWN:
-        session.commit()
-        return outcome_of(session, attempt)
+    unchanged = claim_or_outcome(session, attempt, result, now=now)
+    if unchanged is not None:
+        return unchanged
     order = lock_order(session, attempt.order_id)  # type: ignore[arg-type]
     actor = str(attempt.detail.get("actor") or "")
     reason = str(attempt.detail.get("reason") or "")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Final
 
 from sqlmodel import Session, col, select
 
 from app.domain.money import format_money
 from app.domain.orders import OrderStatus
+from app.gateway.base import GatewayResult
 from app.models import Order, Payment, PaymentKind, PaymentStatus
+from app.services import payments
 
 UNKNOWN_MESSAGE: Final = (
     "The processor's answer was lost. Nothing will be charged again: the payment is "
@@ -81,3 +84,24 @@ def order_payments(session: Session, order_id: int) -> list[Payment]:
             select(Payment).where(Payment.order_id == order_id).order_by(col(Payment.id).desc())
         ).all()
     )
+
+
+def claim_or_outcome(
+    session: Session, attempt: Payment, result: GatewayResult, *, now: datetime
+) -> OrderPaymentOutcome | None:
+    """Record the processor's answer on an open order attempt (step 3 begins).
+
+    Returns None when this call claimed a definite answer: the caller applies its effects
+    and commits. Otherwise returns the attempt's outcome as it stands: someone else
+    settled it first (nothing is applied twice), or the answer was lost (``unknown``,
+    committed, left to the reconciler).
+    """
+    if not payments.claim_outcome(session, attempt, result, now=now):
+        session.rollback()
+        settled = session.get(Payment, attempt.id, populate_existing=True)
+        assert settled is not None
+        return outcome_of(session, settled)
+    if result.status == PaymentStatus.UNKNOWN:
+        session.commit()
+        return outcome_of(session, attempt)
+    return None

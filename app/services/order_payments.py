@@ -27,7 +27,6 @@ from app.models import (
     Payment,
     PaymentKind,
     PaymentMethod,
-    PaymentStatus,
     User,
 )
 from app.services import payments
@@ -41,7 +40,7 @@ from app.services.order_access import (
 )
 from app.services.order_activation import apply_order_payment, keep_method, order_lines
 from app.services.order_holds import cancel_order, capture_order, convert_to_draft, void_order
-from app.services.order_outcomes import OrderPaymentOutcome, card_of, outcome_of
+from app.services.order_outcomes import OrderPaymentOutcome, card_of, claim_or_outcome, outcome_of
 
 SOURCE: Final = "order"
 CHOICES: Final = ("charge", "authorize")
@@ -351,14 +350,9 @@ def finish_order_payment(
     The reconciler calls it for a late answer. ``gateway`` finds the processor customer a
     new card was saved to (asked again by the same key, so nothing new is created).
     """
-    if not payments.claim_outcome(session, attempt, result, now=now):
-        session.rollback()
-        settled = session.get(Payment, attempt.id, populate_existing=True)
-        assert settled is not None
-        return outcome_of(session, settled)
-    if result.status == PaymentStatus.UNKNOWN:
-        session.commit()
-        return outcome_of(session, attempt)
+    unchanged = claim_or_outcome(session, attempt, result, now=now)
+    if unchanged is not None:
+        return unchanged
     order = lock_order(session, attempt.order_id)  # type: ignore[arg-type]
     account = session.get(CustomerAccount, order.customer_account_id)
     partner = session.get(Partner, order.partner_id)

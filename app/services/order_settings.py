@@ -14,7 +14,7 @@ from typing import Final
 
 from sqlmodel import Session
 
-from app.domain.errors import InvalidInput, NotFound
+from app.domain.errors import FieldsInvalid, NotFound
 from app.models import Partner, User
 from app.services.admin_access import admin_partner_id, audit, partner_for_update
 from app.services.order_access import PAYMENT_SETTING, SEND_SETTING
@@ -25,13 +25,8 @@ LABELS: Final = {"sales_send_for_approval": SEND_SETTING, "sales_collect_payment
 _WHOLE: Final = re.compile(r"[0-9]{1,6}")
 
 
-class OrderSettingsInvalid(InvalidInput):
+class OrderSettingsInvalid(FieldsInvalid):
     """Every bad field of the order settings form, by field name (nothing was saved)."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        first_field, first_message = next(iter(errors.items()))
-        super().__init__(first_message, first_field)
-        self.errors = dict(errors)
 
 
 @dataclass(frozen=True)

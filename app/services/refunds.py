@@ -30,7 +30,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
-from app.domain.errors import Conflict, InvalidInput
+from app.domain.errors import Conflict, FieldsInvalid, InvalidInput
 from app.domain.money import format_money, parse_amount
 from app.gateway.base import GatewayResult, GatewayUnavailable, PaymentGateway
 from app.models import (
@@ -54,13 +54,8 @@ REFUND_SOURCE: Final = "refund"
 MAX_NOTE: Final = 300
 
 
-class RefundInvalid(InvalidInput):
+class RefundInvalid(FieldsInvalid):
     """A refund form with bad fields; ``errors`` maps field name to message."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        first_field, first_message = next(iter(errors.items()))
-        super().__init__(first_message, first_field)
-        self.errors = dict(errors)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from datetime import date
 from typing import Final
 
 from app.domain import schedule as rules
-from app.domain.errors import InvalidInput
+from app.domain.errors import FieldsInvalid, InvalidInput
 from app.domain.money import exponent, format_plain, parse_amount
 from app.models import CustomerAccount, Partner, PaymentMethod, Subscription
 from app.services.manual_charges import (
@@ -24,16 +24,11 @@ MAX_YEARS_AHEAD: Final = 100
 _DIGITS: Final = re.compile(r"[0-9]{1,6}")
 
 
-class SubscriptionInvalid(InvalidInput):
+class SubscriptionInvalid(FieldsInvalid):
     """A subscription form with one or more bad fields; ``errors`` maps field to message.
 
     ``message`` and ``field`` name the first problem, for callers that show only one.
     """
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        first_field, first_message = next(iter(errors.items()))
-        super().__init__(first_message, first_field)
-        self.errors = dict(errors)
 
 
 @dataclass(frozen=True)
