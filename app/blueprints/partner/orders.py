@@ -18,7 +18,7 @@ from werkzeug.wrappers import Response
 
 from app.blueprints.partner.billing_docs import partner_clock
 from app.blueprints.partner.routes import bp
-from app.blueprints.partner.settings import _settings_page
+from app.blueprints.partner.settings import settings_page
 from app.domain.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.domain.money import format_plain, parse_amount
 from app.domain.orders import OrderStatus
@@ -314,7 +314,7 @@ def order_settings() -> Response:
     try:
         save_order_settings(session, user, form)
     except OrderSettingsInvalid as exc:
-        return _settings_page(session, user, status=422, order_form=form, order_errors=exc.errors)
+        return settings_page(session, user, status=422, order_form=form, order_errors=exc.errors)
     flash("Order settings saved.")
     return redirect_to(url_for("partner.settings") + "#orders-heading")
 

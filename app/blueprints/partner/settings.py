@@ -56,7 +56,9 @@ _DAYS = re.compile(r"[0-9]{1,6}")
 # -- settings ------------------------------------------------------------------------------
 
 
-def _settings_page(session: Session, user: User, *, status: int = 200, **context: Any) -> Response:
+def settings_page(session: Session, user: User, *, status: int = 200, **context: Any) -> Response:
+    """The settings page with every section; ``context`` carries one section's typed values
+    and errors after a refused submission (other modules' sections use it too)."""
     partner = partner_settings(session, user)
     dunning = dunning_settings(session, user)
     low, high = PAY_LINK_DAYS_RANGE
@@ -110,7 +112,7 @@ def _form_rows(form: MultiDict[str, str]) -> list[dict[str, Any]]:
 @bp.get("/settings")
 @partner_admin_required
 def settings() -> Response:
-    return _settings_page(db_session(), acting_user())
+    return settings_page(db_session(), acting_user())
 
 
 @bp.post("/settings/origins")
@@ -121,7 +123,7 @@ def add_origin() -> Response:
     try:
         origins = add_allowed_origin(session, user, origin)
     except InvalidInput as exc:
-        return _settings_page(
+        return settings_page(
             session, user, status=422, origin_value=origin, origin_error=exc.message
         )
     flash(f"Pages on {origins[-1]} may now embed your widgets.")
@@ -150,7 +152,7 @@ def payment_settings() -> Response:
             session, user, allow_partial_payments=allow_partial, pay_link_days=int(days)
         )
     except InvalidInput as exc:
-        return _settings_page(
+        return settings_page(
             session,
             user,
             status=422,
@@ -172,7 +174,7 @@ def dunning_policy() -> Response:
             session, user, rows, as_of=local_today(partner_settings(session, user).timezone)
         )
     except PolicyInvalid as exc:
-        return _settings_page(
+        return settings_page(
             session, user, status=422, dunning_rows=rows, dunning_errors=exc.errors
         )
     flash("Dunning stages saved. They apply to the stages still ahead of each unpaid invoice.")
@@ -196,7 +198,7 @@ def receipt_settings() -> Response:
     try:
         update_receipt_wording(session, user, wording)
     except InvalidInput as exc:
-        return _settings_page(
+        return settings_page(
             session, user, status=422, receipt_wording=wording, receipt_error=exc.message
         )
     flash("Receipt wording saved.")
