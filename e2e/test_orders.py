@@ -21,7 +21,7 @@ CUSTOMER = "Maple Street Makers"
 LINK = re.compile(r"https?://\S+/approve/[\w.\-]+")
 
 
-def _new_order(page: Page, user: str, product: str, quantity: str) -> str:
+def _new_order(page: Page, user: str, product: str, quantity: str, total: str) -> str:
     """Sign in as ``user``, open a draft order for the customer with one line; its number."""
     sign_in(page, user)
     page.get_by_role("link", name=CUSTOMER).click()
@@ -31,6 +31,7 @@ def _new_order(page: Page, user: str, product: str, quantity: str) -> str:
     select = page.get_by_label("Product")
     select.select_option(select.locator("option", has_text=product).get_attribute("value"))
     page.get_by_label("Quantity").fill(quantity)
+    expect(page.locator("#order-totals")).to_contain_text(total)  # htmx, before saving
     page.get_by_role("button", name="Save lines").click()
     expect(page.get_by_text("Total", exact=True).first).to_be_visible()
     return re.search(r"SO-[\d-]+", heading.inner_text()).group(0)  # type: ignore[union-attr]
@@ -69,7 +70,7 @@ def _draw_signature(page: Page) -> None:
 def test_sales_sends_an_order_the_customer_signs_and_pays_it(
     page: Page, browser: Browser, live_stack: LiveStack
 ) -> None:
-    number = _new_order(page, "sales@us-partner.example", "Community membership", "2")
+    number = _new_order(page, "sales@us-partner.example", "Community membership", "2", "$50.00")
     expect(page.get_by_text("$50.00").first).to_be_visible()
     page.get_by_role("button", name="Send for customer approval").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("pending approval")
@@ -112,7 +113,7 @@ def test_sales_sends_an_order_the_customer_signs_and_pays_it(
 
 
 def test_a_declined_card_is_converted_to_draft_and_resubmitted(page: Page) -> None:
-    number = _new_order(page, "admin@us-partner.example", "Workshop seat", "1")
+    number = _new_order(page, "admin@us-partner.example", "Workshop seat", "1", "$40.00")
     page.get_by_label("New card").check()
     page.get_by_label("Name on card").fill("Maya Okafor")
     fill_card(page, VISA_DECLINED)
