@@ -134,7 +134,10 @@ def verify(session: Session, gateway: PaymentGateway) -> list[Difference]:
     ours = session.exec(
         select(Payment).where(Payment.kind == PaymentKind.CHARGE, Payment.gateway == gateway.name)
     ).all()
-    known = set()
+    # Every attempt of ours counts as known, holds and captures of orders included.
+    known = set(
+        session.exec(select(Payment.idempotency_key).where(Payment.gateway == gateway.name)).all()
+    )
     for payment in ours:
         known.add(payment.idempotency_key)
         remote = gateway.retrieve(idempotency_key=payment.idempotency_key)

@@ -192,3 +192,16 @@ def test_is_capturing_a_draft_an_illegal_transition_with_a_message(
     order = make_order(db, new_customer(db, admin.partner_id), [PLAN], by=admin)  # type: ignore[arg-type]
     with pytest.raises(IllegalTransition, match="An order that is draft cannot be activated"):
         capture_order(db, _gateway(demo), admin, order.id, amount=100, now=NOW, as_of=TODAY)  # type: ignore[arg-type]
+
+
+def test_does_the_ledger_check_agree_after_holds_captures_and_voids(
+    demo: Flask, db: Session
+) -> None:
+    from app.services.reconcile import verify
+
+    captured, voided = _authorized(demo, db), _authorized(demo, db)
+    admin = find_user(db, US_ADMIN)
+    capture_order(db, _gateway(demo), admin, captured.id, amount=2500, now=NOW, as_of=TODAY)  # type: ignore[arg-type]
+    void_order(db, _gateway(demo), admin, voided.id, now=NOW)  # type: ignore[arg-type]
+
+    assert verify(db, _gateway(demo)) == []
