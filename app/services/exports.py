@@ -181,11 +181,15 @@ def payment_csv(session: Session, user: User, period: DateRange) -> Iterator[str
 
 
 def csv_lines(header: Iterable[str], rows: Iterable[list[str]]) -> Iterator[str]:
-    """Format ``header`` then each row as one CSV line (RFC 4180, CRLF). Raises nothing."""
+    """Format ``header`` then each row as one CSV line (RFC 4180, CRLF). Raises nothing.
+
+    The first line starts with a UTF-8 byte order mark: without it Excel reads the file
+    in the machine's legacy code page and shows "Köln" as "KÃ¶ln".
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(list(header))
-    yield _drain(buffer)
+    yield "\ufeff" + _drain(buffer)
     for row in rows:
         writer.writerow(row)
         yield _drain(buffer)

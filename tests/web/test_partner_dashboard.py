@@ -63,7 +63,9 @@ def _download(client: FlaskClient, path: str) -> tuple[TestResponse, list[list[s
     with client.get(path) as response:
         assert response.status_code == 200 and response.is_streamed
         assert "Content-Length" not in response.headers
-        rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+        body = response.get_data()
+        assert body.startswith(b"\xef\xbb\xbf")  # the BOM Excel needs to read UTF-8
+        rows = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
     assert pool.checkedout() == in_use
     return response, rows
 
