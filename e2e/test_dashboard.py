@@ -52,7 +52,7 @@ def test_invoice_csv_downloads_from_the_dashboard(page: Page) -> None:
 
     download = download_info.value
     assert re.fullmatch(r"invoices-2000-01-01-to-\d{4}-\d\d-\d\d\.csv", download.suggested_filename)
-    rows = list(csv.reader(io.StringIO(Path(download.path()).read_text(encoding="utf-8"))))
+    rows = list(csv.reader(io.StringIO(Path(download.path()).read_text(encoding="utf-8-sig"))))
     assert rows[0][:3] == ["number", "status", "issue_date"]
     assert {row[6] for row in rows[1:]} == {"USD"}
     assert "Jordan Rivera" in {row[4] for row in rows[1:]}
