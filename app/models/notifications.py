@@ -13,7 +13,8 @@ from app.models.base import Field, SQLModel, created_at, instant
 class OutboxStatus(StrEnum):
     PENDING = "pending"
     SENT = "sent"
-    FAILED = "failed"
+    FAILED = "failed"  # refused for now (4xx, connection): retried with backoff
+    REJECTED = "rejected"  # refused for good (5xx): left for a person to correct and resend
 
 
 class OutboxMessage(SQLModel, table=True):

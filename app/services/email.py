@@ -24,6 +24,7 @@ from app.services.smtp_transport import (
     SmtpBatchConnection,
     TransportGaveUp,
     describe,
+    is_permanent,
 )
 
 SENDER = "Portico <billing@portico.example>"
@@ -55,10 +56,12 @@ class DeliveryFailed(Exception):
 
 @dataclass
 class DeliveryReport:
-    """What one delivery pass did: ids sent, ids failed with their error, ids left alone."""
+    """What one delivery pass did: ids sent, ids failed (retried) or rejected for good
+    (5xx, not retried) with their error, ids left alone."""
 
     sent: list[int] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)
+    rejected: dict[int, str] = field(default_factory=dict)
     skipped: int = 0
     connections: int = 0
 
@@ -118,7 +121,8 @@ def deliver_many(session: Session, message_ids: list[int], *, smtp_url: str) -> 
     on SQLite the claim takes the database's write lock), its ``attempts`` counted, and it
     is sent while the lock is held. Right after the server accepts it the row is marked
     ``sent`` in its own short commit; a refused message is marked ``failed`` with the
-    server's answer, and the batch goes on. Two workers given the same batch therefore
+    server's answer (``rejected`` when the refusal is permanent, 5xx: it is not tried
+    again), and the batch goes on. Two workers given the same batch therefore
     never both send a message, and a crash mid-batch can re-send at most the one message
     in flight.
 
@@ -174,8 +178,12 @@ def deliver_many(session: Session, message_ids: list[int], *, smtp_url: str) -> 
                 continue
             except Exception as exc:  # refused, or unsendable: this message only
                 error = describe(exc)
-                _finish(session, message_id, status=OutboxStatus.FAILED, error=error)
-                report.failed[message_id] = error
+                if is_permanent(exc):
+                    _finish(session, message_id, status=OutboxStatus.REJECTED, error=error)
+                    report.rejected[message_id] = error
+                else:
+                    _finish(session, message_id, status=OutboxStatus.FAILED, error=error)
+                    report.failed[message_id] = error
                 index += 1
                 continue
             partly = describe(smtplib.SMTPRecipientsRefused(refused)) if refused else ""
@@ -230,7 +238,7 @@ def _still_unsent(session: Session, message_ids: list[int]) -> list[int]:
         found += session.exec(
             select(OutboxMessage.id)
             .where(col(OutboxMessage.id).in_(chunk))
-            .where(col(OutboxMessage.status) != OutboxStatus.SENT)
+            .where(col(OutboxMessage.status).not_in((OutboxStatus.SENT, OutboxStatus.REJECTED)))
         ).all()
     session.rollback()
     return sorted(int(i) for i in found)
@@ -246,7 +254,7 @@ def _claim(session: Session, message_id: int) -> Any | None:
         target = (
             select(OutboxMessage.id)
             .where(col(OutboxMessage.id) == message_id)
-            .where(col(OutboxMessage.status) != OutboxStatus.SENT)
+            .where(col(OutboxMessage.status).not_in((OutboxStatus.SENT, OutboxStatus.REJECTED)))
             .with_for_update(skip_locked=True)
             .scalar_subquery()
         )

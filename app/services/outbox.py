@@ -50,7 +50,7 @@ class OutboxDetail:
 
     @property
     def can_send_again(self) -> bool:
-        return self.message.status == OutboxStatus.FAILED
+        return self.message.status in (OutboxStatus.FAILED, OutboxStatus.REJECTED)
 
 
 def list_outbox(
@@ -103,14 +103,15 @@ def outbox_message(session: Session, message_id: int) -> OutboxDetail:
 
 
 def send_again(session: Session, message_id: int) -> OutboxMessage:
-    """Put a failed message back to ``pending`` and commit; the caller then enqueues it.
+    """Put a failed or rejected message back to ``pending`` and commit (a person fixed the
+    address or the server); the caller then enqueues it.
 
     Its attempts stay counted; the last error is cleared until the next try.
 
     Raises:
         NotFound: no such message.
-        Conflict: the message is not failed (pending ones are on their way, sent ones
-            went out).
+        Conflict: the message is neither failed nor rejected (pending ones are on their
+            way, sent ones went out).
     """
     message = session.exec(
         select(OutboxMessage).where(OutboxMessage.id == message_id).with_for_update()
@@ -118,9 +119,11 @@ def send_again(session: Session, message_id: int) -> OutboxMessage:
     if message is None:
         session.rollback()
         raise NotFound("We could not find that email.")
-    if message.status != OutboxStatus.FAILED:
+    if message.status not in (OutboxStatus.FAILED, OutboxStatus.REJECTED):
         session.rollback()
-        raise Conflict(f"This email is {message.status}; only a failed email can be sent again.")
+        raise Conflict(
+            f"This email is {message.status}; only a failed or rejected email can be sent again."
+        )
     message.status = OutboxStatus.PENDING
     message.last_error = ""
     session.add(message)

@@ -66,6 +66,18 @@ def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and not isinstance(exc, smtplib.SMTPException)
 
 
+def is_permanent(exc: BaseException) -> bool:
+    """True for a refusal the server says will not change (a 5xx reply): every recipient
+    refused with 5xx, or the sender or the data refused with 5xx. Trying again would only
+    repeat it."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _reply in exc.recipients.values()]
+        return bool(codes) and all(code >= 500 for code in codes)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return exc.smtp_code >= 500
+    return False
+
+
 def describe(exc: BaseException) -> str:
     """A short, readable error for the outbox row: the server's code and words if any."""
     if isinstance(exc, TransportGaveUp) and exc.__cause__ is not None:

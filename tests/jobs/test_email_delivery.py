@@ -62,7 +62,7 @@ def test_does_a_refused_recipient_fail_only_its_own_message(app, engine) -> None
     assert len(smtp.messages) == 9
     after = rows(engine, ids)
     refused = after[4]
-    assert refused.status == OutboxStatus.FAILED
+    assert refused.status == OutboxStatus.REJECTED  # 550 is for good: not tried again
     assert refused.attempts == 1
     assert refused.last_error == (
         "Recipient refused: 550 5.1.1 <payer4@example.com>: no such mailbox (payer4@example.com)"
@@ -137,3 +137,24 @@ def test_does_a_second_drop_fail_the_rest_of_the_batch_for_a_retry(app, engine) 
     assert report.sent == ids[20:]
     assert len(smtp.messages) == 30
     assert len(set(smtp.message_ids())) == 30
+
+
+def test_is_a_permanent_refusal_not_retried_and_a_temporary_one_is(app, engine) -> None:
+    app.config["EMAIL_RETRY_INTERVALS"] = [1, 1]
+    ids = make_messages(engine, 3)
+    with mail_server(app) as smtp:
+        smtp.refuse("payer0@example.com", "550 5.1.1 No such user here")
+        smtp.refuse("payer1@example.com", "451 4.3.0 Mailbox busy, try later", times=1)
+        _queue_and_work(app, ids)
+        assert [r.status for r in rows(engine, ids)] == ["rejected", "failed", "sent"]
+
+        deadline = time.monotonic() + 10
+        while rows(engine, ids)[1].status != OutboxStatus.SENT:  # RQ's retry of the job
+            assert time.monotonic() < deadline, "the retry never ran"
+            time.sleep(0.2)
+            work(app, with_scheduler=True)
+    after = rows(engine, ids)
+    assert after[0].status == OutboxStatus.REJECTED
+    assert after[0].attempts == 1  # the retry left the rejected message alone
+    assert (after[1].status, after[1].attempts) == (OutboxStatus.SENT, 2)
+    assert len(smtp.messages) == 2
