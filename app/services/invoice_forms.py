@@ -123,20 +123,31 @@ class Totals:
         return self.subtotal + self.tax
 
 
-def _line(row: LineRow, n: int, currency: str, errors: dict[str, str]) -> LineInput | None:
-    prefix = f"line-{n}-"
-    description = row.description.strip()
+def check_description_and_quantity(
+    description: str, quantity_text: str, prefix: str, errors: dict[str, str]
+) -> int:
+    """Check a line's description and quantity (invoices and orders alike); add each
+    problem to ``errors`` under ``<prefix>description`` / ``<prefix>quantity``.
+
+    Returns the quantity (0 when it is not a whole number). Raises nothing.
+    """
     if not description:
         errors[prefix + "description"] = "Describe what this line is for."
     elif len(description) > MAX_DESCRIPTION:
         errors[prefix + "description"] = f"Use at most {MAX_DESCRIPTION} characters."
-    quantity = 0
-    if not _QUANTITY.fullmatch(row.quantity.strip()):
+    if not _QUANTITY.fullmatch(quantity_text.strip()):
         errors[prefix + "quantity"] = "Enter a whole number, such as 1."
-    else:
-        quantity = int(row.quantity.strip())
-        if not 1 <= quantity <= MAX_QUANTITY:
-            errors[prefix + "quantity"] = f"Enter a quantity from 1 to {MAX_QUANTITY:,}."
+        return 0
+    quantity = int(quantity_text.strip())
+    if not 1 <= quantity <= MAX_QUANTITY:
+        errors[prefix + "quantity"] = f"Enter a quantity from 1 to {MAX_QUANTITY:,}."
+    return quantity
+
+
+def _line(row: LineRow, n: int, currency: str, errors: dict[str, str]) -> LineInput | None:
+    prefix = f"line-{n}-"
+    description = row.description.strip()
+    quantity = check_description_and_quantity(description, row.quantity, prefix, errors)
     unit = None
     try:
         unit = parse_amount(row.unit_price, currency, field=prefix + "unit_price", allow_zero=True)

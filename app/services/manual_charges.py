@@ -52,10 +52,6 @@ CHARGEABLE: Final = (
     rules.SubscriptionStatus.ERROR,
     rules.SubscriptionStatus.STOPPED,
 )
-UNKNOWN_MESSAGE: Final = (
-    "The processor's answer was lost. Nothing will be charged again: the payment is "
-    "confirmed with the processor shortly."
-)
 
 
 @dataclass(frozen=True)
@@ -309,14 +305,7 @@ def manual_outcome(
     sub = session.get(Subscription, attempt.subscription_id)
     assert sub is not None
     status = str(attempt.status)
-    if status == PaymentStatus.APPROVED:
-        message = ""
-    elif status in (PaymentStatus.DECLINED, PaymentStatus.ERROR):
-        message = attempt.decline_reason or "The payment was declined."
-    elif status == PaymentStatus.UNKNOWN:
-        message = UNKNOWN_MESSAGE
-    else:
-        message = "The payment is being processed."
+    message = "" if status == PaymentStatus.APPROVED else payments.unapproved_message(attempt)
     return ManualCharge(
         status=status,
         subscription_id=sub.id,  # type: ignore[arg-type]

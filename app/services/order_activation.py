@@ -13,6 +13,7 @@ from datetime import date, datetime
 
 from sqlmodel import Session, col, select
 
+from app.clock import local_day
 from app.domain import schedule as rules
 from app.domain.orders import DECLINED_TAG, OrderStatus
 from app.models import (
@@ -21,7 +22,6 @@ from app.models import (
     OrderLine,
     Partner,
     Payment,
-    PaymentMethod,
     Subscription,
 )
 from app.services.invoices import LineInput, add_invoice, apply_paid_amount
@@ -42,22 +42,20 @@ def order_lines(session: Session, order_id: int) -> list[OrderLine]:
 
 
 def apply_order_payment(
-    session: Session,
-    order: Order,
-    payment: Payment,
-    *,
-    partner: Partner,
-    account: CustomerAccount,
-    as_of: date,
-    now: datetime,
+    session: Session, order: Order, payment: Payment, *, now: datetime
 ) -> list[int]:
     """Every effect of an approved charge or capture of ``order`` (caller commits).
 
-    A paid invoice for the order's lines (a partial capture leaves the rest due), the
-    "Payment declined" tag removed, the order activated or scheduled, a receipt email.
-    Returns the email row ids. Raises IllegalTransition if the order is not waiting for
-    this payment (processing or authorized).
+    A paid invoice for the order's lines, dated the partner's local day of ``now`` (a
+    partial capture leaves the rest due), the "Payment declined" tag removed, the order
+    activated or scheduled, a receipt email. Returns the email row ids. Raises
+    IllegalTransition if the order is not waiting for this payment (processing or
+    authorized).
     """
+    account = session.get(CustomerAccount, order.customer_account_id)
+    partner = session.get(Partner, order.partner_id)
+    assert account is not None and partner is not None
+    as_of = local_day(partner.timezone, now)
     invoice = add_invoice(
         session,
         partner=partner,
@@ -134,51 +132,6 @@ def _subscription_for(order: Order, line: OrderLine, method_id: int | None) -> S
     )
     refresh_next_charge_date(sub)
     return sub
-
-
-def keep_method(
-    session: Session, account: CustomerAccount, payment: Payment, *, saved: dict | None
-) -> PaymentMethod | None:
-    """The card an approved order payment used, kept on the account (caller commits).
-
-    A card on file is reused; a new card (``saved``: token, brand, last 4, expiry) gets a
-    payment method row. Either becomes the default when the account has none.
-    """
-    method: PaymentMethod | None = None
-    if payment.payment_method_id is not None:
-        method = session.get(PaymentMethod, payment.payment_method_id)
-    elif saved:
-        method = session.exec(
-            select(PaymentMethod).where(
-                PaymentMethod.gateway == payment.gateway, PaymentMethod.token == saved["token"]
-            )
-        ).first() or PaymentMethod(
-            partner_id=account.partner_id,
-            customer_account_id=account.id,  # type: ignore[arg-type]
-            gateway=payment.gateway,
-            token=saved["token"],
-            kind=saved.get("kind") or "card",
-            brand=saved.get("brand") or "",
-            last4=saved.get("last4") or "",
-            exp_month=saved.get("exp_month"),
-            exp_year=saved.get("exp_year"),
-            holder_name=account.name,
-        )
-    if method is None:
-        return None
-    has_default = session.exec(
-        select(PaymentMethod.id).where(
-            PaymentMethod.customer_account_id == account.id,
-            PaymentMethod.is_default == True,  # noqa: E712
-        )
-    ).first()
-    if has_default is None:
-        method.is_default = True
-    session.add(method)
-    session.flush()
-    payment.payment_method_id = method.id
-    session.add(payment)
-    return method
 
 
 def activate_due_orders(session: Session, *, partner_id: int, as_of: date, now: datetime) -> int:

@@ -12,7 +12,6 @@ form as a whole.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -23,12 +22,9 @@ from app.domain.money import format_plain, parse_amount
 from app.domain.orders import line_amounts
 from app.domain.schedule import Frequency
 from app.models import OrderLine, Product
+from app.services.invoice_forms import MAX_LINES, check_description_and_quantity
 
-MAX_LINES: Final = 50
-MAX_DESCRIPTION: Final = 300
-MAX_QUANTITY: Final = 1_000_000
 FREQUENCIES: Final = tuple(f.value for f in Frequency)
-_QUANTITY: Final = re.compile(r"[0-9]{1,7}")
 
 
 class LinesInvalid(FieldsInvalid):
@@ -173,17 +169,7 @@ def _line(
         if product is None:
             errors[prefix + "product"] = "Choose one of your products, or none for a free line."
     description = row.description.strip() or (product.name if product else "")
-    if not description:
-        errors[prefix + "description"] = "Describe what this line is for."
-    elif len(description) > MAX_DESCRIPTION:
-        errors[prefix + "description"] = f"Use at most {MAX_DESCRIPTION} characters."
-    quantity = 0
-    if not _QUANTITY.fullmatch(row.quantity.strip()):
-        errors[prefix + "quantity"] = "Enter a whole number, such as 1."
-    else:
-        quantity = int(row.quantity.strip())
-        if not 1 <= quantity <= MAX_QUANTITY:
-            errors[prefix + "quantity"] = f"Enter a quantity from 1 to {MAX_QUANTITY:,}."
+    quantity = check_description_and_quantity(description, row.quantity, prefix, errors)
     unit = None
     if product is not None and not row.unit_price.strip():
         unit = product.unit_amount

@@ -19,7 +19,7 @@ from app.domain.errors import Conflict, DomainError, InvalidInput
 from app.domain.money import format_money
 from app.domain.orders import IllegalTransition, OrderStatus
 from app.gateway.base import GatewayResult, PaymentGateway
-from app.models import CustomerAccount, Order, Partner, Payment, PaymentKind, PaymentStatus, User
+from app.models import Order, Partner, Payment, PaymentKind, PaymentStatus, User
 from app.services import payments
 from app.services.order_access import ensure_may_collect, lock_order, move, partner_order, record
 from app.services.order_activation import apply_order_payment
@@ -228,19 +228,8 @@ def finish_hold(
         move(order, OrderStatus.VOIDED, now=now)
         record(session, order, "order.voided", amount=attempt.amount, reason=reason, **who)
     else:
-        account = session.get(CustomerAccount, order.customer_account_id)
-        partner = session.get(Partner, order.partner_id)
-        assert account is not None and partner is not None
         record(session, order, "order.captured", amount=attempt.amount, **card_of(attempt), **who)
-        email_ids = apply_order_payment(
-            session,
-            order,
-            attempt,
-            partner=partner,
-            account=account,
-            as_of=local_day(partner.timezone, now),
-            now=now,
-        )
+        email_ids = apply_order_payment(session, order, attempt, now=now)
     session.add(order)
     session.commit()
     return outcome_of(session, attempt, email_ids)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
 
 from sqlmodel import Session, col, select
 
@@ -13,11 +12,6 @@ from app.domain.orders import OrderStatus
 from app.gateway.base import GatewayResult
 from app.models import Order, Payment, PaymentKind, PaymentStatus
 from app.services import payments
-
-UNKNOWN_MESSAGE: Final = (
-    "The processor's answer was lost. Nothing will be charged again: the payment is "
-    "confirmed with the processor shortly."
-)
 
 
 @dataclass(frozen=True)
@@ -50,12 +44,8 @@ def outcome_of(
     amount = format_money(attempt.amount, attempt.currency)
     if status == PaymentStatus.APPROVED:
         message = _approved_message(attempt, order, amount)
-    elif status in (PaymentStatus.DECLINED, PaymentStatus.ERROR):
-        message = attempt.decline_reason or "The payment was declined."
-    elif status == PaymentStatus.UNKNOWN:
-        message = UNKNOWN_MESSAGE
     else:
-        message = "The payment is being processed."
+        message = payments.unapproved_message(attempt)
     return OrderPaymentOutcome(
         status=status,
         order_id=order.id,  # type: ignore[arg-type]

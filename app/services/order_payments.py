@@ -16,7 +16,6 @@ from typing import Any, Final
 
 from sqlmodel import Session
 
-from app.clock import local_day
 from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.orders import DECLINED_TAG, PAYABLE, OrderStatus, transition
 from app.gateway.base import GatewayResult, PaymentGateway, PaymentMethodRejected, TokenizedMethod
@@ -38,9 +37,10 @@ from app.services.order_access import (
     partner_order,
     record,
 )
-from app.services.order_activation import apply_order_payment, keep_method, order_lines
+from app.services.order_activation import apply_order_payment, order_lines
 from app.services.order_holds import cancel_order, capture_order, convert_to_draft, void_order
 from app.services.order_outcomes import OrderPaymentOutcome, card_of, claim_or_outcome, outcome_of
+from app.services.saved_methods import keep_method
 
 SOURCE: Final = "order"
 CHOICES: Final = ("charge", "authorize")
@@ -355,8 +355,7 @@ def finish_order_payment(
         return unchanged
     order = lock_order(session, attempt.order_id)  # type: ignore[arg-type]
     account = session.get(CustomerAccount, order.customer_account_id)
-    partner = session.get(Partner, order.partner_id)
-    assert account is not None and partner is not None
+    assert account is not None
     email_ids: list[int] = []
     if result.approved:
         saved = attempt.detail.get("method")
@@ -374,15 +373,7 @@ def finish_order_payment(
             record(session, order, "order.authorized", amount=attempt.amount, **card_of(attempt))
         else:
             record(session, order, "order.paid", amount=attempt.amount, **card_of(attempt))
-            email_ids = apply_order_payment(
-                session,
-                order,
-                attempt,
-                partner=partner,
-                account=account,
-                as_of=local_day(partner.timezone, now),
-                now=now,
-            )
+            email_ids = apply_order_payment(session, order, attempt, now=now)
     else:
         move(order, OrderStatus.DECLINED, now=now)
         order.tags = [*[t for t in order.tags if t != DECLINED_TAG], DECLINED_TAG]

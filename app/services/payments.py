@@ -26,6 +26,10 @@ from app.gateway.base import GatewayResult, PaymentGateway
 from app.models import Partner, Payment, PaymentKind, PaymentStatus
 
 STALE_AFTER = timedelta(minutes=3)
+UNKNOWN_MESSAGE = (
+    "The processor's answer was lost. Nothing will be charged again: the payment is "
+    "confirmed with the processor shortly."
+)
 OPEN_STATUSES = (PaymentStatus.PENDING, PaymentStatus.UNKNOWN)
 
 
@@ -269,3 +273,13 @@ def is_stale(attempt: Payment, now: datetime) -> bool:
 def ask_gateway(gateway: PaymentGateway, attempt: Payment) -> GatewayResult | None:
     """What the processor knows of the attempt (by its idempotency key), or None."""
     return gateway.retrieve(idempotency_key=attempt.idempotency_key)
+
+
+def unapproved_message(attempt: Payment) -> str:
+    """What to tell a person about an attempt that is not approved: the decline reason,
+    that a lost answer is being confirmed, or that it is still being processed."""
+    if attempt.status in (PaymentStatus.DECLINED, PaymentStatus.ERROR):
+        return attempt.decline_reason or "The payment was declined."
+    if attempt.status == PaymentStatus.UNKNOWN:
+        return UNKNOWN_MESSAGE
+    return "The payment is being processed."

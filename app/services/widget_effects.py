@@ -22,6 +22,7 @@ from app.models import (
 )
 from app.services.invoices import LineInput, add_invoice, apply_paid_amount
 from app.services.notifications import write_receipt
+from app.services.saved_methods import keep_method
 from app.services.schedules import refresh_next_charge_date
 
 ONE_TIME = "once"
@@ -72,7 +73,8 @@ def apply_widget_payment(
     method_row = None
     subscription = None
     if frequency != ONE_TIME:
-        method_row = _save_method(session, account, partner, attempt)
+        method_row = keep_method(session, account, attempt, saved=attempt.detail["method"])
+        assert method_row is not None
         subscription = _start_subscription(
             session, account, partner, widget, attempt, method_row, as_of
         )
@@ -109,35 +111,6 @@ def apply_widget_payment(
     return write_receipt(
         session, attempt, to_address=email, partner=partner, message=widget.success_message
     )
-
-
-def _save_method(
-    session: Session, account: CustomerAccount, partner: Partner, attempt: Payment
-) -> PaymentMethod:
-    saved = attempt.detail["method"]
-    has_default = session.exec(
-        select(PaymentMethod.id).where(
-            PaymentMethod.customer_account_id == account.id,
-            PaymentMethod.is_default == True,  # noqa: E712
-        )
-    ).first()
-    method = PaymentMethod(
-        partner_id=partner.id,  # type: ignore[arg-type]
-        customer_account_id=account.id,  # type: ignore[arg-type]
-        gateway=attempt.gateway,
-        token=saved["token"],
-        kind=saved["kind"],
-        brand=saved.get("brand") or "",
-        last4=saved["last4"],
-        exp_month=saved.get("exp_month"),
-        exp_year=saved.get("exp_year"),
-        bank_name=saved.get("bank_name") or "",
-        holder_name=account.name,
-        is_default=has_default is None,
-    )
-    session.add(method)
-    session.flush()
-    return method
 
 
 def _start_subscription(
