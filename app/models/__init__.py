@@ -26,11 +26,16 @@ from app.models.dunning import DunningNotice, DunningRun, DunningRunStatus
 from app.models.notifications import OutboxMessage, OutboxStatus
 from app.models.on_behalf import OnBehalfDraft
 from app.models.orders import Order, OrderLine
+from app.models.portal import LinkPurpose, ScheduledPayment, ScheduledStatus, SignInToken
 from app.models.runs import BillingRun, RunStatus
 from app.models.widgets import AmountMode, DeclineRecord, PayLink, Widget
 
 __all__ = [
     "AccountStatus",
+    "LinkPurpose",
+    "ScheduledPayment",
+    "ScheduledStatus",
+    "SignInToken",
     "AmountMode",
     "DeclineRecord",
     "DunningNotice",

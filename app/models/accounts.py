@@ -41,6 +41,10 @@ class Partner(SQLModel, table=True):
     sales_collect_payment: bool = Field(default=False)
     approval_link_days: int = Field(default=14)
     authorization_days: int = Field(default=7)  # an uncaptured hold is voided after this
+    # Customer portal: may customers cancel subscriptions (at the end of the current
+    # period), and schedule an invoice payment after its due date?
+    portal_cancel_allowed: bool = Field(default=False)
+    portal_schedule_after_due: bool = Field(default=False)
     created_at: datetime = created_at()
 
 

@@ -22,6 +22,11 @@ class Product(SQLModel, table=True):
     currency: str = Field(max_length=3)
     frequency: str | None = Field(default=None, max_length=20)
     active: bool = Field(default=True)
+    # Offered in the customer portal's catalog (recurring products only); with
+    # payer_sets_amount the customer chooses the amount (a donation), unit_amount is
+    # the suggestion.
+    self_service: bool = Field(default=False)
+    payer_sets_amount: bool = Field(default=False)
     created_at: datetime = created_at()
 
 
@@ -53,6 +58,9 @@ class Subscription(SQLModel, table=True):
     recurring_count: int = Field(default=0)
     amount_charged: int = money()
     last_error: str = Field(default="", max_length=500)
+    # Set when the customer canceled at the end of the current period (the stop rule
+    # then says the last day; nothing more is charged).
+    canceled_at: datetime | None = instant()
     created_at: datetime = created_at()
     updated_at: datetime | None = instant()
 

@@ -94,6 +94,7 @@ def _write_partner(
         tax_rate_bp=spec.tax_rate_bp,
         allowed_origins=list(DEMO_ORIGINS) if spec.country == "US" else [],
         sales_collect_payment=spec.sales_collect_payment,
+        portal_cancel_allowed=spec.portal_cancel_allowed,
     )
     session.add(partner)
     session.flush()
@@ -106,6 +107,8 @@ def _write_partner(
                 unit_amount=product.amount,
                 currency=spec.currency,
                 frequency=product.frequency,
+                self_service=product.self_service,
+                payer_sets_amount=product.payer_sets_amount,
             )
         )
     if spec.country == "US":

@@ -54,6 +54,8 @@ class ProductSpec:
     sku: str
     amount: int  # list price before tax, minor units of the partner's currency
     frequency: str | None = None  # None: one time
+    self_service: bool = False  # offered in the customer portal's catalog
+    payer_sets_amount: bool = False  # a donation: the customer chooses the amount
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class PartnerSpec:
     customers: tuple[CustomerSpec, ...] = field(default=())
     products: tuple[ProductSpec, ...] = field(default=())
     sales_collect_payment: bool = False  # salespeople may take payments on orders
+    portal_cancel_allowed: bool = False  # customers may cancel at the end of a period
 
 
 US = PartnerSpec(
@@ -84,12 +87,21 @@ US = PartnerSpec(
         ("sales@us-partner.example", "Sam Ortiz", "partner_sales"),
     ),
     products=(
-        ProductSpec("Community membership", "MEM-M", 2500, "monthly"),
-        ProductSpec("Annual supporter plan", "SUP-A", 12000, "annual"),
+        ProductSpec("Community membership", "MEM-M", 2500, "monthly", self_service=True),
+        ProductSpec("Annual supporter plan", "SUP-A", 12000, "annual", self_service=True),
         ProductSpec("Workshop seat", "WS-1", 4000),
         ProductSpec("Studio setup fee", "SETUP", 7500),
+        ProductSpec(
+            "Youth programs fund",
+            "DON-Y",
+            2000,
+            "monthly",
+            self_service=True,
+            payer_sets_amount=True,
+        ),  # fmt: skip
     ),
     sales_collect_payment=True,
+    portal_cancel_allowed=True,
     customers=(
         CustomerSpec(
             key="jordan",
@@ -205,7 +217,7 @@ DE = PartnerSpec(
         ("sales@de-partner.example", "Jonas Becker", "partner_sales"),
     ),
     products=(
-        ProductSpec("Mitgliedschaft", "MG-M", 4900, "monthly"),
+        ProductSpec("Mitgliedschaft", "MG-M", 4900, "monthly", self_service=True),
         ProductSpec("Probenraum Quartal", "PR-Q", 15000, "quarterly"),
         ProductSpec("Notenpaket", "NP-1", 3500),
     ),

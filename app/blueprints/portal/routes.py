@@ -56,4 +56,9 @@ def submit_payment(invoice_id: int) -> Response:
     return submit_invoice_payment(session, view, saved_methods=saved, render=_pay_page)
 
 
-from app.blueprints.portal import billing as _billing  # noqa: E402,F401  (registers the payment-method and retry routes)
+# The other portal pages register their routes on ``bp`` when imported.
+from app.blueprints.portal import billing as _billing  # noqa: E402,F401
+from app.blueprints.portal import documents as _documents  # noqa: E402,F401
+from app.blueprints.portal import methods as _methods  # noqa: E402,F401
+from app.blueprints.portal import scheduled as _scheduled  # noqa: E402,F401
+from app.blueprints.portal import subscriptions as _subscriptions  # noqa: E402,F401
