@@ -105,6 +105,16 @@ def apply_outcome(
 
         manual = finish_manual_charge(session, attempt, result, now=now)
         return manual.status, list(manual.email_ids)
+    if source == "scheduled_payment":
+        from app.services.scheduled_payments import finish_scheduled_payment
+
+        scheduled = finish_scheduled_payment(session, attempt, result, now=now)
+        return scheduled.status, list(scheduled.email_ids)
+    if source == "portal_join":
+        from app.services.portal_catalog import finish_join
+
+        joined = finish_join(session, attempt, result, now=now)
+        return joined.status, list(joined.email_ids)
     if not payments.claim_outcome(session, attempt, result, now=now):
         session.rollback()
         return "already settled", []
