@@ -1,17 +1,22 @@
-"""Read models of the partner's invoice and payment pages (and their printed versions).
+"""Read models of the invoice and payment pages (and their printed versions and PDFs).
 
-Each loader checks the tenant first (another partner's record is NotFound), then reads
-everything the page shows in a few queries.
+Partner users load through ``invoice_detail`` / ``payment_detail``, customers through
+``customer_invoice_detail`` / ``customer_payment_detail``. Each loader checks the tenant
+first (another tenant's record is NotFound, and each refuses the other kind of user),
+then ``detail_of_invoice`` / ``detail_of_payment`` read everything the page shows in a
+few queries. What a page offers (cancel, refund, dunning) is the template's choice per
+audience; the details are the same facts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import TypeVar
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
-from app.domain.errors import Conflict
+from app.domain.errors import Conflict, NotFound
 from app.models import (
     CustomerAccount,
     Invoice,
@@ -21,6 +26,7 @@ from app.models import (
     Payment,
     PaymentKind,
     PaymentStatus,
+    Role,
     User,
 )
 from app.services.invoice_admin import REFUND_FIRST, cancellation_of, find_invoice
@@ -34,8 +40,10 @@ from app.services.refunds import (
     refundable_amount,
     refunds_of,
 )
+from app.services.tenancy import owned
 
 WIDGET_SOURCE = "widget"
+T = TypeVar("T", bound=SQLModel)
 
 
 @dataclass(frozen=True)
@@ -121,8 +129,26 @@ class PaymentDetail:
 
 
 def invoice_detail(session: Session, user: User, invoice_id: int) -> InvoiceDetail:
-    """Everything the invoice page shows. Raises NotFound for another partner's invoice."""
-    invoice = find_invoice(session, user, invoice_id)
+    """Everything the partner's invoice page shows.
+
+    Raises NotFound for another partner's invoice, or a user who is not a partner user.
+    """
+    return detail_of_invoice(session, find_invoice(session, user, invoice_id))
+
+
+def customer_invoice_detail(session: Session, user: User, invoice_id: int) -> InvoiceDetail:
+    """One of the customer's own invoices, as its portal page shows it.
+
+    Raises NotFound for another account's invoice, or a user who is not a customer.
+    """
+    return detail_of_invoice(session, _own(session, user, Invoice, invoice_id))
+
+
+def detail_of_invoice(session: Session, invoice: Invoice) -> InvoiceDetail:
+    """Everything an invoice page shows, for an invoice the caller has already scoped.
+
+    Reads the lines, payments and cancellation pair in a few queries. Raises nothing.
+    """
     account = session.get(CustomerAccount, invoice.customer_account_id)
     partner = session.get(Partner, invoice.partner_id)
     assert account is not None and partner is not None
@@ -148,8 +174,26 @@ def invoice_detail(session: Session, user: User, invoice_id: int) -> InvoiceDeta
 
 
 def payment_detail(session: Session, user: User, payment_id: int) -> PaymentDetail:
-    """Everything the payment page shows. Raises NotFound for another partner's payment."""
-    payment = partner_payment(session, user, payment_id)
+    """Everything the partner's payment page shows.
+
+    Raises NotFound for another partner's payment, or a user who is not a partner user.
+    """
+    return detail_of_payment(session, partner_payment(session, user, payment_id))
+
+
+def customer_payment_detail(session: Session, user: User, payment_id: int) -> PaymentDetail:
+    """One of the customer's own payments, as its portal receipt page shows it.
+
+    Raises NotFound for another account's payment, or a user who is not a customer.
+    """
+    return detail_of_payment(session, _own(session, user, Payment, payment_id))
+
+
+def detail_of_payment(session: Session, payment: Payment) -> PaymentDetail:
+    """Everything a payment page shows, for a payment the caller has already scoped.
+
+    Raises nothing.
+    """
     partner = session.get(Partner, payment.partner_id)
     assert partner is not None
     account = (
@@ -205,21 +249,47 @@ def resend_receipt(
     receipt (not approved, or a refund).
     """
     detail = payment_detail(session, user, payment_id)
-    if not detail.approved or detail.is_refund:
-        raise Conflict("Only an approved payment has a receipt to send.")
+    check_has_receipt(detail)
     invoice, account = detail.invoice, detail.account
     to_address = (invoice.billing_email if invoice else "") or (account.email if account else "")
     to_address = to_address or str(detail.payment.detail.get("payer_email", ""))
     if not to_address:
         raise Conflict("This payment has no email address to send its receipt to.")
+    dedupe_key = f"receipt_resent:payment:{detail.payment.id}:{nonce}"
+    email_ids = write_receipt_copy(session, detail, to_address=to_address, dedupe_key=dedupe_key)
+    session.commit()
+    return email_ids
+
+
+def check_has_receipt(detail: PaymentDetail) -> None:
+    """Raise Conflict unless the payment has a receipt (approved, and not a refund)."""
+    if not detail.approved or detail.is_refund:
+        raise Conflict("Only an approved payment has a receipt to send.")
+
+
+def write_receipt_copy(
+    session: Session, detail: PaymentDetail, *, to_address: str, dedupe_key: str
+) -> list[int]:
+    """Add a copy of the payment's receipt email to the caller's transaction (no commit).
+
+    Written once per ``dedupe_key``. A donation's receipt carries the partner's receipt
+    wording. Returns the outbox row's id. Raises nothing; callers check the receipt first.
+    """
     row = write_email(
         session,
         template="receipt",
-        dedupe_key=f"receipt_resent:payment:{detail.payment.id}:{nonce}",
+        dedupe_key=dedupe_key,
         to_address=to_address,
         subject=f"Your receipt from {detail.partner.name}",
         partner_id=detail.partner.id,
         receipt=receipt_for(session, detail.payment, message=detail.receipt_wording),
     )
-    session.commit()
     return [row.id] if row.id is not None else []
+
+
+def _own(session: Session, user: User, model: type[T], record_id: int) -> T:
+    """A row of the customer's own account. Raises NotFound for anyone else's (or a
+    user who is not a customer: partner users have their own loaders above)."""
+    if user.role != Role.CUSTOMER or user.customer_account_id is None:
+        raise NotFound("Not found.")
+    return owned(session, user, model, record_id)

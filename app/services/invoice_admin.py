@@ -128,7 +128,7 @@ def issue_invoice(
     invoice.memo = checked.memo
     session.add(invoice)
     session.flush()
-    email_ids = _write_invoice_email(
+    email_ids = write_invoice_email(
         session, invoice, partner, account, f"invoice_issued:{invoice.id}", now, links, user
     )
     record_event(
@@ -153,12 +153,12 @@ def resend_invoice(
     account = session.get(CustomerAccount, invoice.customer_account_id)
     assert partner is not None and account is not None
     key = f"invoice_resent:{invoice.id}:{nonce}"
-    email_ids = _write_invoice_email(session, invoice, partner, account, key, now, links, user)
+    email_ids = write_invoice_email(session, invoice, partner, account, key, now, links, user)
     session.commit()
     return email_ids
 
 
-def _write_invoice_email(
+def write_invoice_email(
     session: Session,
     invoice: Invoice,
     partner: Partner,
@@ -167,7 +167,11 @@ def _write_invoice_email(
     now: datetime,
     links: Links,
     user: User,
+    *,
+    to_address: str = "",
 ) -> list[int]:
+    """Add the invoice email (with a fresh pay link when something is due) to the caller's
+    transaction; to ``to_address``, else the invoice's billing address. Returns row ids."""
     pay_url = ""
     if invoice.status in PAYABLE and invoice.balance > 0:
         pay_url = _fresh_pay_url(session, invoice, partner, now, links, user)
@@ -178,7 +182,7 @@ def _write_invoice_email(
         session,
         template="invoice_issued",
         dedupe_key=dedupe_key,
-        to_address=invoice.billing_email or account.email,
+        to_address=to_address or invoice.billing_email or account.email,
         subject=f"Invoice {invoice.number} from {partner.name}",
         partner_id=partner.id,
         invoice=invoice,
