@@ -168,6 +168,16 @@ class PaymentGateway(Protocol):
         """
         ...
 
+    def detach_payment_method(self, *, token: str) -> None:
+        """Detach a token from its customer for good: it can no longer be charged or
+        attached again. Repeating the call for the same token does no harm.
+
+        Raises PaymentMethodRejected when the processor refuses (an unknown token, or
+        one attached to no customer), GatewayUnavailable or GatewayError when it cannot
+        be asked.
+        """
+        ...
+
     def charge(
         self,
         *,

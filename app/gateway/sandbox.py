@@ -176,6 +176,17 @@ class SandboxGateway:
         self._pause()
         return ledger.attach_payment_method(self.engine, customer_ref=customer_ref, token=token)
 
+    def detach_payment_method(self, *, token: str) -> None:
+        """Detach a token from its customer; it then can no longer be charged (an
+        ``error``, ``payment_method_unavailable``), attached or described. Detaching it
+        again does nothing.
+
+        Raises:
+            PaymentMethodRejected: ``resource_missing`` for a token the sandbox never issued.
+        """
+        self._pause()
+        ledger.detach_payment_method(self.engine, token)
+
     # -- money ---------------------------------------------------------------------------
 
     def charge(

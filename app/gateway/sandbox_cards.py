@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from types import MappingProxyType
+from typing import Final
 
 from app.gateway.base import (
     BankAccountDetails,
@@ -52,6 +53,10 @@ class Behaviour:
 
 
 _DECLINED = "Your card was declined."
+
+# Not a test number's behaviour: what a payment method becomes once it is detached
+# from its customer (it can never be charged, attached or described again).
+DETACHED: Final = "detached"
 
 BEHAVIOURS: Mapping[str, Behaviour] = MappingProxyType(
     {
@@ -98,6 +103,13 @@ BEHAVIOURS: Mapping[str, Behaviour] = MappingProxyType(
                 "declined",
                 "insufficient_funds",
                 "The bank account has insufficient funds.",
+                attaches=False,
+            ),
+            Behaviour(
+                DETACHED,
+                "error",
+                "payment_method_unavailable",
+                "This payment method was removed and can no longer be used.",
                 attaches=False,
             ),
         )

@@ -34,7 +34,7 @@ from app.gateway.base import (
     PaymentMethodRejected,
     TokenizedMethod,
 )
-from app.gateway.sandbox_cards import CheckedMethod, behaviour_of
+from app.gateway.sandbox_cards import DETACHED, CheckedMethod, behaviour_of
 from app.models.sandbox import (
     SandboxCharge,
     SandboxCustomer,
@@ -188,7 +188,7 @@ def describe_payment_method(engine: Engine, token: str) -> TokenizedMethod:
     with Session(engine) as session:
         method = find_payment_method(session, token)
         # A token saved on a customer is only usable with that customer, never by bare id.
-        if method is None or method.customer_ref:
+        if method is None or method.customer_ref or method.behaviour == DETACHED:
             raise PaymentMethodRejected(
                 "unknown_token", "This payment method could not be found. Enter it again.", "number"
             )
@@ -274,6 +274,24 @@ def attach_payment_method(engine: Engine, *, customer_ref: str, token: str) -> T
             )
         session.refresh(method)
         return _describe(method)
+
+
+def detach_payment_method(engine: Engine, token: str) -> None:
+    """Detach ``token`` from its customer for good (again detaching is a no-op).
+
+    Raises:
+        PaymentMethodRejected: ``resource_missing`` for an unknown token.
+    """
+    with Session(engine) as session:
+        detached = session.execute(
+            update(SandboxPaymentMethod)
+            .where(col(SandboxPaymentMethod.token) == token)
+            .values(customer_ref=None, behaviour=DETACHED)
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+        session.commit()
+    if detached != 1:
+        raise PaymentMethodRejected("resource_missing", "No such payment method.")
 
 
 def _describe(method: SandboxPaymentMethod) -> TokenizedMethod:

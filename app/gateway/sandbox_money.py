@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
 from app.clock import utcnow
 from app.gateway.base import GatewayResult, Outcome
-from app.gateway.sandbox_cards import behaviour_of
+from app.gateway.sandbox_cards import DETACHED, behaviour_of
 from app.gateway.sandbox_ledger import Performed, new_reference, result_to_dict
 from app.models.sandbox import SandboxCharge, SandboxPaymentMethod, SandboxRefund
 
@@ -106,6 +106,9 @@ def perform_charge(
     method = conn.execute(_METHOD, {"token": request.token}).first()
     if method is None:
         return _error(base, "resource_missing", "No such payment method.")
+    if method.behaviour == DETACHED:
+        gone = behaviour_of(DETACHED)
+        return _error(base, gone.decline_code, gone.message)
     if request.customer_ref and method.customer_ref != request.customer_ref:
         return _error(
             base, "resource_missing", "This payment method is not attached to this customer."

@@ -156,6 +156,25 @@ class StripeGateway:
             raise _rejection(err) or _setup_failure(err) from err
         return _tokenized(method.to_dict())
 
+    def detach_payment_method(self, *, token: str) -> None:
+        """Detach a PaymentMethod from its Customer (``POST …/detach``); Stripe then
+        refuses to charge or attach it again. A repeat within 24 hours replays the first
+        answer (same idempotency key).
+
+        Raises PaymentMethodRejected when Stripe refuses it (unknown, or attached to no
+        customer), GatewayUnavailable or GatewayError.
+        """
+        try:
+            self._client.v1.payment_methods.detach(
+                token, options={"idempotency_key": f"detach:{token}"}
+            )
+        except stripe.InvalidRequestError as err:
+            raise PaymentMethodRejected(
+                err.code or "invalid_request", str(err.user_message or "Stripe refused it.")
+            ) from err
+        except stripe.StripeError as err:
+            raise _setup_failure(err) from err
+
     def charge(
         self,
         *,

@@ -55,6 +55,12 @@ DECLINE_MESSAGES = {
 }
 
 
+_USED_UP = (
+    "This PaymentMethod was previously used without being attached to a Customer or was "
+    "detached from a Customer, and may not be used again."
+)
+
+
 class StripeFault(Exception):
     """An error answer: HTTP status and Stripe's ``error`` object."""
 
@@ -195,6 +201,7 @@ class FakeStripe:
             ("POST", r"/v1/customers", self._create_customer),
             ("POST", r"/v1/payment_methods", self._create_payment_method),
             ("POST", r"/v1/payment_methods/(pm_\w+)/attach", self._attach),
+            ("POST", r"/v1/payment_methods/(pm_\w+)/detach", self._detach),
             ("GET", r"/v1/payment_intents/search", self._search_intents),
             ("POST", r"/v1/payment_intents", self._create_intent),
             ("GET", r"/v1/payment_intents/(pi_\w+)", self._get_intent),
@@ -244,11 +251,22 @@ class FakeStripe:
         if method["customer"] not in (None, customer):
             raise invalid("The payment method is attached to another customer.", "payment_method")
         if method["_used"]:
-            raise invalid("This PaymentMethod was previously used without being attached.")
+            raise invalid(_USED_UP)
         behaviour = method.get("card", {}).get("_behaviour", "approve")
         if behaviour in ("generic_decline", "insufficient_funds", "expired_card", "incorrect_cvc"):
             raise _card_error(behaviour)
         method["customer"] = customer
+        return _public(method)
+
+    def _detach(self, params: dict[str, Any], pm_id: str) -> dict[str, Any]:
+        method = self._method(pm_id, "payment_method")
+        if method["customer"] is None:
+            raise invalid(
+                "The payment method you provided is not attached to a customer so "
+                "detachment is impossible."
+            )
+        # Like Stripe: a detached PaymentMethod can never be used or attached again.
+        method.update(customer=None, _used=True)
         return _public(method)
 
     def _create_intent(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -266,7 +284,7 @@ class FakeStripe:
                 "payment_method",
             )
         if method["_used"]:
-            raise invalid("This PaymentMethod was previously used without being attached.")
+            raise invalid(_USED_UP)
         off_session = params.get("off_session") == "true"
         if off_session and params.get("confirm") != "true":
             raise invalid("off_session can only be used with confirm=true.", "off_session")
