@@ -30,10 +30,12 @@ def _parse_day(value: str | None) -> date | None:
 @click.option("--partner", "slug", help="Only this partner (its slug).")
 @click.option("--enqueue", is_flag=True, help="Fan the run out to the RQ workers instead.")
 def run_command(day: str | None, dry_run: bool, slug: str | None, enqueue: bool) -> None:
-    """Charge (or preview) every subscription due on the day, once per period."""
+    """Charge (or preview) every subscription due on the day, once per period, and the
+    payments customers scheduled for the day (or missed days before it)."""
     from app.clock import local_today
     from app.models import Partner
     from app.services.billing_run import preview_run, process_chunk, start_run
+    from app.services.scheduled_payments import charge_due_scheduled_payments
 
     settings = resources().settings
     chosen = _parse_day(day)
@@ -58,6 +60,7 @@ def run_command(day: str | None, dry_run: bool, slug: str | None, enqueue: bool)
                     )
                 for sub in preview.without_method:
                     click.echo(f"  #{sub.id:<6} skipped: no payment method on file")
+                _preview_scheduled(session, partner.id, run_date)  # type: ignore[arg-type]
                 continue
             if enqueue:
                 from app.jobs.billing import enqueue_run
@@ -88,6 +91,37 @@ def run_command(day: str | None, dry_run: bool, slug: str | None, enqueue: bool)
                         tally[key] = tally.get(key, 0) + value
             summary = ", ".join(f"{k} {v}" for k, v in sorted(tally.items()) if v) or "nothing due"
             click.echo(f"  run #{plan.run.id}: {summary}")
+            scheduled = charge_due_scheduled_payments(
+                session, gateway(), partner_id=partner.id, as_of=run_date, now=utcnow(),
+                base_url=settings.base_url, on_email=_enqueue_emails,
+            )  # type: ignore[arg-type]  # fmt: skip
+            click.echo(f"  {_scheduled_summary(scheduled)}")
+
+
+def _scheduled_summary(tally: dict[str, int]) -> str:
+    declined = tally.get("declined", 0) + tally.get("errors", 0)
+    line = f"scheduled payments: charged {tally.get('charged', 0)}, declined {declined}"
+    words = (("unknown", "being confirmed"), ("canceled", "canceled (invoice settled)"))
+    extra = [f"{word} {tally[key]}" for key, word in words if tally.get(key)]
+    return ", ".join([line, *extra])
+
+
+def _preview_scheduled(session, partner_id: int, run_date: date) -> None:  # noqa: ANN001
+    """List the scheduled payments a run of ``run_date`` would charge (no money moves)."""
+    from app.models import Invoice, ScheduledStatus
+    from app.services.scheduled_payments import due_scheduled_payments
+
+    rows = [
+        r
+        for r in due_scheduled_payments(session, partner_id=partner_id, as_of=run_date)
+        if r.status == ScheduledStatus.SCHEDULED
+    ]
+    click.echo(f"  {len(rows)} scheduled payment(s) would be charged")
+    for row in rows:
+        invoice = session.get(Invoice, row.invoice_id)
+        number = invoice.number if invoice else "?"
+        money = format_money(row.amount, row.currency)
+        click.echo(f"  scheduled #{row.id:<6} {row.pay_on}  {money:>12}  invoice {number}")
 
 
 def _enqueue_emails(ids: list[int]) -> None:

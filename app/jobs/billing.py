@@ -1,4 +1,5 @@
-"""Billing jobs: the daily run, its chunks, and the reconciler. Ids and dates only."""
+"""Billing jobs: the daily run, its chunks, customers' scheduled payments, and the
+reconciler. Ids and dates only."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def _limiter():  # noqa: ANN202
 
 
 def enqueue_run(partner_id: int, run_date: date) -> int:
-    """Create (or resume) the partner's run for ``run_date`` and queue its chunks."""
+    """Create (or resume) the partner's run for ``run_date`` and queue its chunks, and the
+    charging of the payments customers scheduled for that day (or missed days before)."""
     from app.extensions import queue
     from app.services.billing_run import start_run
 
@@ -39,6 +41,9 @@ def enqueue_run(partner_id: int, run_date: date) -> int:
         billing = queue("billing")
         for chunk in plan.chunks:
             billing.enqueue("app.jobs.billing.run_chunk", plan.run.id, chunk, job_timeout=3600)
+        billing.enqueue(
+            "app.jobs.billing.run_scheduled_payments", partner_id, run_date, job_timeout=3600
+        )
         return int(plan.run.id)  # type: ignore[arg-type]
 
 
@@ -71,6 +76,26 @@ def run_chunk(run_id: int, subscription_ids: list[int]) -> dict[str, int]:
             on_email=_enqueue_quietly,
             threads=_settings().billing_gateway_threads,
             batch_size=_settings().billing_batch_size,
+        )
+    return dict(tally)
+
+
+def run_scheduled_payments(partner_id: int, run_date: date) -> dict[str, int]:
+    """Charge the partner's scheduled payments due on ``run_date`` (each at most once, so
+    running it again, or after a crash, is safe)."""
+    from app.extensions import gateway
+    from app.services.scheduled_payments import charge_due_scheduled_payments
+
+    with job_session() as session:
+        tally = charge_due_scheduled_payments(
+            session,
+            gateway(),
+            partner_id=partner_id,
+            as_of=run_date,
+            now=utcnow(),
+            base_url=_settings().base_url,
+            acquire=_limiter(),
+            on_email=_enqueue_quietly,
         )
     return dict(tally)
 

@@ -270,6 +270,47 @@ def _add_counts(
     session.commit()
 
 
+def add_outside_charges(
+    session: Session,
+    *,
+    partner_id: int,
+    run_date: date,
+    counts: Counter[str],
+    totals: dict[str, int],
+) -> None:
+    """Count charges the run made beside its subscriptions (customers' scheduled invoice
+    payments) into the partner's run of ``run_date``, when there is one (commits).
+
+    Only the outcome counters (charged, declined, unknown, errors, rate_limited) and the
+    money totals move: ``due`` and ``processed`` count subscriptions, and the run's
+    progress is measured with them.
+    """
+    run_id = session.exec(
+        select(BillingRun.id).where(
+            BillingRun.partner_id == partner_id, BillingRun.run_date == run_date
+        )
+    ).first()
+    if run_id is None:
+        session.rollback()
+        return
+    names = ("charged", "declined", "unknown", "errors", "rate_limited")
+    values = {name: getattr(BillingRun, name) + counts[name] for name in names if counts[name]}
+    if values:
+        session.execute(update(BillingRun).where(col(BillingRun.id) == run_id).values(**values))
+    if totals:
+        run = session.get(
+            BillingRun, run_id, with_for_update=session.get_bind().dialect.name == "postgresql",
+            populate_existing=True,
+        )  # fmt: skip
+        assert run is not None
+        merged = dict(run.totals)
+        for currency, amount in totals.items():
+            merged[currency] = merged.get(currency, 0) + amount
+        run.totals = merged
+        session.add(run)
+    session.commit()
+
+
 def _finish_if_done(session: Session, run_id: int) -> None:
     """Complete the run when its chunks are done, or when nothing is left due on its day.
 
