@@ -23,6 +23,7 @@ from app.services.customer_billing import (
     replace_payment_method,
     retry_now,
 )
+from app.services.portal_methods import method_label
 from app.services.widget_payments import FieldErrors
 from app.web.auth import acting_user, customer_required
 from app.web.card_entry import kept_values, tokenize_from_form
@@ -48,6 +49,9 @@ def _page(
 
 
 def _back(subscription_id: int) -> Response:
+    # "Retry now" is also offered on the payment methods page; it returns there.
+    if request.form.get("back") == "methods":
+        return redirect_to(url_for("portal.methods"))
     return redirect_to(url_for("portal.payment_method", subscription_id=subscription_id))
 
 
@@ -73,7 +77,7 @@ def update_payment_method(subscription_id: int) -> Response:
     except InvalidInput as exc:
         errors = {exc.field or "card_number": exc.message}
         return _page(view, values=values, errors=errors, status=422)
-    label = f"{(saved.brand or 'Card').title()} •••• {saved.last4}"
+    label = method_label(saved)
     if view.can_retry:
         flash(f"{label} saved. Choose “Retry now” to pay what is owed with it.")
     else:
