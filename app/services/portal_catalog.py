@@ -36,7 +36,13 @@ from app.services import card_testing, payments
 from app.services.form_tokens import FormToken
 from app.services.invoices import LineInput, add_invoice, apply_paid_amount
 from app.services.notifications import write_receipt
-from app.services.portal_products import JoinInput, is_member, join_page, join_terms
+from app.services.portal_products import (
+    JoinInput,
+    is_member,
+    join_page,
+    join_terms,
+    member_message,
+)
 from app.services.saved_methods import keep_method
 from app.services.schedules import refresh_next_charge_date
 
@@ -121,7 +127,7 @@ def join(
         return earlier
     item, account = page.item, page.account
     if item.is_member:
-        raise Conflict(_member_message(item.product))
+        raise Conflict(member_message(item.product))
     terms = join_terms(page, data)
     source = f"portal:join:{account.partner_id}"
     email = account.billing_email or account.email
@@ -176,10 +182,6 @@ def join(
     return finish_join(session, attempt, result, now=now)
 
 
-def _member_message(product: Product) -> str:
-    return f"You are already a member of {product.name}: it is in your subscriptions."
-
-
 @dataclass(frozen=True)
 class _Card:
     token: str
@@ -225,7 +227,7 @@ def _claim_account(tx: Session, account_id: int, product: Product, customer_ref:
     assert account is not None
     if not product.payer_sets_amount:
         if is_member(tx, account_id, product):
-            raise Conflict(_member_message(product))
+            raise Conflict(member_message(product))
         in_flight = tx.exec(
             select(Payment).where(
                 Payment.customer_account_id == account_id,

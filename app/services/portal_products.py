@@ -112,6 +112,11 @@ def is_member(session: Session, account_id: int, product: Product) -> bool:
     )
 
 
+def member_message(product: Product) -> str:
+    """Why a second sign-up for a membership is refused."""
+    return f"You are already a member of {product.name}: it is in your subscriptions."
+
+
 def _item(
     session: Session, account: CustomerAccount, partner: Partner, product: Product
 ) -> CatalogItem:
