@@ -4,7 +4,7 @@ from rq import cron
 
 from app.jobs.billing import reconcile_payments, start_daily_runs
 from app.jobs.dunning import start_daily_dunning
-from app.jobs.maintenance import sweep_outbox
+from app.jobs.maintenance import complete_canceled_subscriptions, sweep_outbox
 from app.jobs.orders import order_upkeep
 
 cron.register(sweep_outbox, queue_name="email", interval=60)
@@ -18,3 +18,6 @@ cron.register(start_daily_dunning, queue_name="default", interval=300)
 # Scheduled orders activate on their partner-local day, and uncaptured holds are voided
 # after the partner's authorization days; both are idempotent, so each tick may run them.
 cron.register(order_upkeep, queue_name="default", interval=300)
+# Subscriptions a customer canceled end (become complete) the day after their paid
+# period; the step is idempotent, so an hourly tick is enough and a missed one catches up.
+cron.register(complete_canceled_subscriptions, queue_name="default", interval=3600)

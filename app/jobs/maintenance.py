@@ -19,3 +19,28 @@ def sweep_outbox() -> int:
         ids = unsent_message_ids(session, now=utcnow())
         session.rollback()
         return enqueue_emails(ids, retry=False)
+
+
+def complete_canceled_subscriptions() -> int:
+    """Cron: for every partner, on its local day, mark subscriptions the customer canceled
+    ``complete`` once the end of their paid period has passed. Safe to repeat; returns how
+    many were completed. Raises database errors for RQ to record.
+    """
+    from sqlmodel import select
+
+    from app.clock import local_today
+    from app.models import Partner
+    from app.services.portal_subscriptions import complete_ended_cancellations
+
+    completed = 0
+    with job_session() as session:
+        partners = session.exec(select(Partner.id, Partner.timezone)).all()
+        session.rollback()
+        for partner_id, timezone in partners:
+            completed += complete_ended_cancellations(
+                session,
+                partner_id=partner_id,  # type: ignore[arg-type]
+                as_of=local_today(timezone),
+                now=utcnow(),
+            )
+    return completed

@@ -67,6 +67,7 @@ from app.blueprints.partner import invoices as _invoices  # noqa: E402,F401  (re
 from app.blueprints.partner import on_behalf as _on_behalf  # noqa: E402,F401  (registers the billing-on-behalf wizard)
 from app.blueprints.partner import order_approval as _order_approval  # noqa: E402,F401  (registers sending orders for approval and the signature image)
 from app.blueprints.partner import orders as _orders  # noqa: E402,F401  (registers the order pages and order settings)
+from app.blueprints.partner import portal_settings as _portal_settings  # noqa: E402,F401  (registers the customer portal settings)
 from app.blueprints.partner import settings as _settings  # noqa: E402,F401  (registers the settings routes)
 from app.blueprints.partner import subscriptions as _subscriptions  # noqa: E402,F401  (registers the subscription routes)
 from app.blueprints.partner import users as _users  # noqa: E402,F401  (registers the user management routes)

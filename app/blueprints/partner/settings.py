@@ -27,6 +27,7 @@ from app.services.dunning_settings import (
     reset_dunning_policy,
     save_dunning_policy,
 )
+from app.services.portal_settings import portal_settings as portal_section
 from app.services.receipt_settings import RECEIPT_WORDING_MAX, update_receipt_wording
 from app.services.widget_admin import (
     PAY_LINK_DAYS_RANGE,
@@ -72,6 +73,9 @@ def settings_page(session: Session, user: User, *, status: int = 200, **context:
         "dunning_errors": {},
         "receipt_wording": partner.receipt_wording,
         "receipt_error": "",
+        "portal": portal_section(session, user),  # the "Customer portal" section
+        "portal_form": None,
+        "portal_errors": {},
     }
     return render_view(
         "partner/settings.html",
