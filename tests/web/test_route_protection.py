@@ -10,6 +10,13 @@ the day it is registered. Only the allow-list below may answer an anonymous requ
 - ``auth.accept_invite``: an invited partner user has no password yet; the signed,
   expiring, single-use token in the emailed link is the credential (its own tests in
   ``test_partner_users_pages.py`` prove a bad, used or expired token is refused);
+- ``auth.link_request``, ``auth.password_forgot``: asking for an emailed sign-in or
+  reset link is for people who cannot sign in; the answer is the same whether or not
+  the email has an account, and sends at most a few links per user per 15 minutes;
+- ``auth.link_sign_in``, ``auth.password_reset``: the random, expiring, single-use token
+  in the emailed link is the credential; opening it signs nobody in, only a
+  CSRF-protected POST does (``test_sign_in_links.py`` proves unknown, used and expired
+  links are refused);
 - every endpoint of the blueprints ``components`` (embedded widgets, cookie-less by
   design), ``pay`` (signed payment links) and ``webhooks`` (signed processor events):
   those authenticate with a signed token or signature instead of a login, and their own
@@ -40,7 +47,18 @@ from app.models import CustomerAccount, Partner, Role, User
 from tests.web.helpers import csrf_token, sign_in
 
 PUBLIC_ENDPOINTS = frozenset(
-    {"static", "auth.login", "auth.index", "auth.logout", "auth.accept_invite", "health.healthz"}
+    {
+        "static",
+        "auth.login",
+        "auth.index",
+        "auth.logout",
+        "auth.accept_invite",
+        "auth.link_request",
+        "auth.link_sign_in",
+        "auth.password_forgot",
+        "auth.password_reset",
+        "health.healthz",
+    }
 )
 PUBLIC_BLUEPRINTS = frozenset({"components", "pay", "approve", "webhooks", "sandbox"})
 EXPECTED_PROTECTED = {
