@@ -117,6 +117,8 @@ def _request(
     if user is None or not user.is_active or is_pending(user):
         session.rollback()
         return []
+    # A count, not a lock: requests racing at the same instant may each pass, which costs a
+    # link or two more, never a flood.
     recent = session.exec(
         select(func.count())
         .select_from(SignInToken)
