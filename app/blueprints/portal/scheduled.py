@@ -14,7 +14,7 @@ from flask import flash, request, url_for
 from werkzeug.wrappers import Response
 
 from app.blueprints.portal.routes import bp
-from app.domain.errors import Conflict, FieldsInvalid
+from app.domain.errors import FieldsInvalid
 from app.domain.money import format_money, format_plain
 from app.extensions import db_session
 from app.services import form_tokens
@@ -74,6 +74,8 @@ def schedule_payment(invoice_id: int) -> Response:
 @customer_required
 def create_scheduled_payment(invoice_id: int) -> Response:
     form, now, as_of = _form(invoice_id)
+    if form.past_due:  # no day is left to choose: say so, and offer Pay now
+        return _page(form, status=409)
     values = {name: request.form.get(name, "") for name in KEPT_FIELDS}
     try:
         token = form_tokens.verify(
@@ -91,10 +93,6 @@ def create_scheduled_payment(invoice_id: int) -> Response:
         )  # fmt: skip
     except FieldsInvalid as exc:
         return _page(form, values=values, errors=exc.errors, status=422)
-    except Conflict:
-        if form.past_due:
-            return _page(form, status=409)
-        raise
     enqueue_after_commit(list(made.email_ids))
     flash(made.summary)
     return redirect_to(url_for("portal.invoice", invoice_id=invoice_id))
