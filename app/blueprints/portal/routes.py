@@ -7,7 +7,7 @@ from werkzeug.wrappers import Response
 
 from app.extensions import db_session
 from app.services import form_tokens, pay_links
-from app.services.directory import account_overview
+from app.services.portal_pages import dashboard
 from app.web.auth import acting_user, customer_required
 from app.web.htmx import render_view
 from app.web.pay_flow import form_subject, submit_invoice_payment
@@ -19,9 +19,9 @@ bp = Blueprint("portal", __name__, url_prefix="/portal")
 @bp.get("/")
 @customer_required
 def account() -> Response:
-    return render_view(
-        "portal/account.html", overview=account_overview(db_session(), acting_user())
-    )
+    """The dashboard: balance due, open invoices with Pay now, upcoming payments, recent
+    payments, and an alert for a subscription whose payment failed."""
+    return render_view("portal/account.html", view=dashboard(db_session(), acting_user()))
 
 
 def _pay_page(view, *, values=None, errors=None, outcome=None, message="", status=200):  # noqa: ANN001, ANN202
