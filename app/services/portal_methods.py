@@ -244,9 +244,8 @@ def add_method(
     if make_default or previous is None or previous.id == row.id:
         promote(session, user, account_id, row)
     label = method_label(row)
-    _account_event(
-        session, user, account, "payment_method.added", method=label, default=row.is_default
-    )
+    detail = {"method": label, "made_default": "yes" if row.is_default else ""}
+    _account_event(session, user, account, "payment_method.added", **detail)
     in_error = _in_error(session, account_id)
     session.commit()
     return MethodChange(row, label, row.is_default, in_error)
@@ -264,9 +263,8 @@ def make_default(session: Session, user: User, method_id: int) -> MethodChange:
     account_id = row.customer_account_id
     moved = promote(session, user, account_id, row)
     label = method_label(row)
-    _account_event(
-        session, user, account, "payment_method.made_default", method=label, moved=len(moved)
-    )
+    detail = {"method": label, "subscriptions_moved": len(moved)}
+    _account_event(session, user, account, "payment_method.made_default", **detail)
     in_error = _in_error(session, account_id)
     session.commit()
     return MethodChange(row, label, True, in_error)
@@ -348,14 +346,9 @@ def remove_method(session: Session, gateway: PaymentGateway, user: User, method_
     session.flush()
     _forget(session, row.id)  # type: ignore[arg-type]
     session.delete(row)
-    _account_event(
-        session,
-        user,
-        account,
-        "payment_method.removed",
-        method=label,
-        new_default=method_label(new_default) if new_default and promoted else "",
-    )
+    new_label = method_label(new_default) if new_default and promoted else ""
+    detail = {"method": label, "new_default": new_label}
+    _account_event(session, user, account, "payment_method.removed", **detail)
     session.commit()
     detached = _detach(gateway, token, account_id)
     return Removed(label, new_default, promoted, moved, detached)

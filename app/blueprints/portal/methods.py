@@ -47,7 +47,7 @@ def _page(
         page=page,
         values=values,
         errors=errors or {},
-        accept_bank=page.account.currency == "USD",
+        accept_bank=page.partner.currency == "USD",
     )
 
 
@@ -79,10 +79,11 @@ def add_method() -> Response:
     kind = chosen_kind(request.form, accept_card=True, accept_bank=currency == "USD")
     values["method"] = kind
     holder = " ".join(request.form.get("name", "").split())
+    missing = {} if holder else {"name": "Enter the name on the card or bank account."}
     try:
-        if not holder:
-            raise FieldErrors({"name": "Enter the name on the card or bank account."})
         method = tokenize_from_form(gateway(), request.form, kind=kind, holder_name=holder)
+        if missing:  # every bad field at once: the token just made stays unused
+            raise FieldErrors(missing)
         change = service.add_method(
             session,
             gateway(),
@@ -92,7 +93,8 @@ def add_method() -> Response:
             make_default=request.form.get("make_default") == "1",
         )
     except FieldErrors as exc:
-        return _page(session, user, values=values, errors=exc.errors, status=422)
+        errors = missing | exc.errors
+        return _page(session, user, values=values, errors=errors, status=422)
     except InvalidInput as exc:
         errors = {exc.field or "form": exc.message}
         return _page(session, user, values=values, errors=errors, status=422)
