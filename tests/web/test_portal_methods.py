@@ -142,6 +142,22 @@ def test_can_a_customer_add_a_card_as_default(client: FlaskClient, db: Session) 
     )  # fmt: skip
 
 
+def test_does_the_form_accept_a_token_from_the_hosted_card_entry(
+    client: FlaskClient, db: Session
+) -> None:
+    token = _signed_in(client)
+    hosted = client.post(
+        "/sandbox/tokens",
+        data={"method": "card", "card_number": "5555 5555 5555 4444", "exp": "12/34", "cvc": "123"},
+    ).get_json()["token"]
+
+    form = {"csrf_token": token, "method": "card", "name": "Jordan Rivera", "payment_token": hosted}
+    response = client.post(PAGE, data=form)
+
+    assert response.status_code == 303
+    assert (_methods(db)[-1].token, _methods(db)[-1].last4) == (hosted, "4444")
+
+
 def test_can_a_customer_add_a_bank_account(client: FlaskClient, db: Session) -> None:
     token = _signed_in(client)
     form = {"csrf_token": token, "method": "bank_account", "name": "Jordan Rivera",
