@@ -178,6 +178,14 @@ def refusal(sub: Subscription, partner: Partner) -> Refusal | None:
         return Refusal(409, f"This subscription is paused. Contact {partner.name} to end it.")
     if sub.status != S.RECURRING or sub.next_charge_date is None:
         return Refusal(409, "This subscription has already ended.")
+    if sub.stop_rule == rules.StopRule.BALANCE_DUE:
+        # An installment plan pays off what is owed; stopping it online would leave a debt.
+        balance = max(0, (sub.total_amount or 0) - sub.amount_charged)
+        return Refusal(
+            409,
+            f"This is an installment plan with {format_money(balance, sub.currency)} still "
+            f"to pay; it ends once that is paid. Contact {partner.name} to change it.",
+        )
     return None
 
 
@@ -235,7 +243,8 @@ def cancel_plan(session: Session, user: User, subscription_id: int, *, as_of: da
         NotFound: not a customer, or not their subscription.
         Forbidden: the partner does not let customers cancel online.
         Conflict: the subscription cannot be canceled now (in error, paused, suspended,
-            ended, or already canceled), with the reason.
+            ended, already canceled, or an installment plan with a balance to pay), with
+            the reason.
     """
     sub = customer_subscription_row(session, user, subscription_id)
     partner = session.get(Partner, sub.partner_id)

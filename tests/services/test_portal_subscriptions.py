@@ -5,7 +5,7 @@ completes ended cancellations."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from flask import Flask
@@ -224,6 +224,18 @@ def test_is_a_subscription_in_error_refused_until_what_is_owed_is_paid(
     assert _fresh(db, sub.id).next_charge_date == FEB_1  # type: ignore[arg-type]
 
 
+def test_is_an_installment_plan_with_a_balance_refused(ctx: Flask, db: Session) -> None:
+    _partner, account, method, user = _member(ctx, db)
+    plan = add_subscription(
+        db, account, method, frequency="monthly", start_date=FEB_1, description="Equipment",
+        stop_rule="balance_due", total_amount=60000, manual_amount=15000,
+    )  # fmt: skip
+
+    with pytest.raises(Conflict, match=r"installment plan with \$600.00 still to pay"):
+        cancel_at_period_end(db, user, plan.id, now=NOW, as_of=JAN_10)  # type: ignore[arg-type]
+    assert subscriptions_page(db, user).lines[0].can_cancel is False
+
+
 def test_is_a_second_cancel_refused(ctx: Flask, db: Session) -> None:
     partner, account, method, user = _member(ctx, db)
     sub = _paid_monthly(ctx, db, partner, account, method)
@@ -267,3 +279,31 @@ def test_does_the_daily_step_complete_only_ended_cancellations(ctx: Flask, db: S
 
     assert _fresh(db, canceled.id).status == "complete"  # type: ignore[arg-type]
     assert _fresh(db, kept.id).status == "recurring"  # type: ignore[arg-type]
+
+
+def test_does_the_cron_job_complete_ended_cancellations_on_each_partners_day(
+    ctx: Flask, db: Session
+) -> None:
+    from rq import cron
+
+    import app.jobs.cron  # noqa: F401  (registers the cron jobs)
+    from app.clock import local_today
+    from app.jobs.maintenance import complete_canceled_subscriptions
+
+    partner, account, method, user = _member(ctx, db)
+    today = local_today(partner.timezone)
+    ended = add_subscription(db, account, method, frequency="monthly", start_date=JAN_1)
+    running = add_subscription(db, account, method, frequency="monthly", start_date=JAN_1)
+    for sub, end in ((ended, today - timedelta(days=1)), (running, today)):
+        sub.canceled_at, sub.stop_rule, sub.end_date = NOW, "date", end
+        sub.next_charge_date = None
+        db.add(sub)
+    db.commit()
+
+    assert complete_canceled_subscriptions() == 1
+    assert complete_canceled_subscriptions() == 0
+
+    assert _fresh(db, ended.id).status == "complete"  # type: ignore[arg-type]
+    assert _fresh(db, running.id).status == "recurring"  # type: ignore[arg-type]
+    registered = [job["func"] for job in cron._job_data_registry]
+    assert complete_canceled_subscriptions in registered

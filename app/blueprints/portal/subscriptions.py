@@ -62,8 +62,15 @@ def _clock() -> tuple[datetime, date]:
 
 
 def _list(*, problem: str = "", status: int = 200) -> Response:
+    """The list page; a refusal (``problem``) asked for by htmx gets only its message."""
     page = subscriptions_page(db_session(), acting_user())
-    return render_view("portal/subscriptions.html", status=status, page=page, problem=problem)
+    return render_view(
+        "portal/subscriptions.html",
+        block="problem" if problem else None,
+        status=status,
+        page=page,
+        problem=problem,
+    )
 
 
 @bp.get("/subscriptions")
