@@ -193,6 +193,7 @@ class _Card:
 
 
 def _chosen(session: Session, account: CustomerAccount, choice: MethodChoice) -> _Card:
+    """The card to charge. Raises InvalidInput (``saved_method``) for none or another's."""
     if choice.new_method is not None:
         new = choice.new_method
         saved = {
@@ -301,6 +302,7 @@ def finish_join(
 
 
 def _apply(session: Session, attempt: Payment) -> list[int]:
+    """Every effect of an approved sign-up, in the caller's transaction; the email ids."""
     detail = attempt.detail
     account = session.get(CustomerAccount, attempt.customer_account_id)
     partner = session.get(Partner, attempt.partner_id)

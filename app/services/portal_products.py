@@ -129,6 +129,7 @@ def _item(
 
 
 def _offered(session: Session, account: CustomerAccount) -> list[Product]:
+    """The account's catalog: memberships first, then gifts, each by name."""
     rows = session.exec(
         select(Product)
         .where(

@@ -143,6 +143,7 @@ def stop_rule_words(sub: Subscription) -> str:
 
 
 def _scheduled(sub: Subscription) -> bool:
+    """A next charge is planned (paused and finished schedules have none)."""
     return sub.next_charge_date is not None and sub.status in (S.RECURRING, S.ERROR, S.SUSPENDED)
 
 
@@ -222,6 +223,8 @@ def subscriptions_page(session: Session, user: User) -> SubscriptionsPage:
 
 
 def _plan(sub: Subscription, partner: Partner, *, as_of: date) -> CancelPlan:
+    """The last day of service: the day before the next charge, or today when nothing is
+    paid ahead (no period charged yet, or the period due has already begun)."""
     assert sub.next_charge_date is not None
     last_paid_day = sub.next_charge_date - timedelta(days=1)
     at_once = sub.recurring_count == 0 or last_paid_day < as_of

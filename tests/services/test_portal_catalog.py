@@ -25,7 +25,7 @@ from app.models import (
     Subscription,
     User,
 )
-from app.services.card_testing import DeclineLimit
+from app.services.card_testing import DeclineLimit, TooManyDeclines
 from app.services.form_tokens import FormToken
 from app.services.portal_catalog import JoinOutcome, MethodChoice, join
 from app.services.portal_products import JoinInput, catalog, join_page, join_terms
@@ -343,3 +343,46 @@ def test_is_a_saved_card_of_another_customer_refused(ctx: Flask, db: Session) ->
         )  # fmt: skip
 
     assert refused.value.field == "saved_method"
+
+
+def test_does_a_taxed_membership_charge_and_invoice_the_price_shown(
+    ctx: Flask, db: Session
+) -> None:
+    makers = _user(db, MAKERS)
+    partner = db.get(Partner, makers.partner_id)
+    assert partner is not None
+    partner.tax_rate_bp = 825
+    db.add(partner)
+    db.commit()
+    product = _product(db, "Community membership")
+    shown = join_page(db, makers, product.id).item.price  # type: ignore[arg-type]
+
+    outcome = _join(ctx, db, makers, product)
+
+    payment = db.get(Payment, outcome.payment_id)
+    assert payment is not None
+    invoice = db.get(Invoice, payment.invoice_id)
+    assert invoice is not None
+    assert shown == payment.amount == invoice.total == invoice.amount_paid == 2706
+    assert (invoice.subtotal, invoice.tax) == (2500, 206)
+    sub = db.get(Subscription, outcome.subscription_id)
+    assert sub is not None and sub.manual_amount == 2706  # every period costs the same
+
+
+def test_do_declines_count_against_the_card_testing_limit(ctx: Flask, db: Session) -> None:
+    makers = _user(db, MAKERS)
+    product = _product(db, "Community membership")
+
+    def attempt(number: str) -> JoinOutcome:
+        return join(
+            db, sandbox(ctx), makers, product.id,  # type: ignore[arg-type]
+            form=_form(ctx, makers, product), data=JoinInput(),
+            method=MethodChoice(new_method=card(sandbox(ctx), number)), client_address=ADDRESS,
+            now=NOW, as_of=TODAY, limit=DeclineLimit(attempts=2),
+        )  # fmt: skip
+
+    assert attempt("4000000000000002").status == "declined"
+    assert attempt("4000000000000002").status == "declined"
+    with pytest.raises(TooManyDeclines):
+        attempt("4242424242424242")
+    assert not catalog(db, makers).items[1].is_member
