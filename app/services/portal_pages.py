@@ -14,6 +14,7 @@ from datetime import date, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import Date, cast
 from sqlmodel import Session, col, func, select
 
 from app.domain import schedule as rules
@@ -233,7 +234,11 @@ def _payment_lines(
         .outerjoin(Invoice, col(Invoice.id) == Payment.invoice_id)
         .outerjoin(Subscription, col(Subscription.id) == Payment.subscription_id)
         .where(*conditions)
-        .order_by(col(Payment.created_at).desc(), col(Payment.id).desc())
+        .order_by(
+            _day_of_payment(session, partner.timezone).desc(),
+            col(Payment.created_at).desc(),
+            col(Payment.id).desc(),
+        )
         .offset(offset)
         .limit(limit)
     ).all()
@@ -253,6 +258,16 @@ def _payment_lines(
             )
         )
     return lines
+
+
+def _day_of_payment(session: Session, timezone: str) -> Any:
+    """SQL: the payment's day, to list payments by it (the shown day is computed exactly
+    in Python): ``received_on``, else the settled (or created) instant's day."""
+    instant = func.coalesce(Payment.settled_at, Payment.created_at)
+    if session.get_bind().dialect.name == "postgresql":
+        return func.coalesce(Payment.received_on, cast(func.timezone(timezone, instant), Date))
+    # SQLite keeps instants as UTC text: its UTC day is near enough to order by.
+    return func.coalesce(Payment.received_on, func.date(instant))
 
 
 # -- invoices --------------------------------------------------------------------------------
@@ -401,7 +416,7 @@ def payment_history(
     page: int = 1,
     per_page: int = PAYMENTS_PER_PAGE,
 ) -> PaymentHistory:
-    """The customer's payments (money in, any outcome) newest first, a page at a time.
+    """The customer's payments (money in, any outcome) newest day first, a page at a time.
 
     A payment's day is its ``received_on``, else the instant it settled (or was made) read
     in the partner's timezone; ``days`` keeps the payments whose day is in the range,

@@ -344,6 +344,24 @@ def test_is_the_payment_history_newest_first_and_paged(
     assert (page.total, page.pages) == (5, 3)
 
 
+def test_is_a_back_dated_check_listed_on_its_day_not_when_recorded(
+    db: Session, home: tuple[Partner, CustomerAccount, User]
+) -> None:
+    _, account, user = home
+    card = make_payment(db, account, kind="charge", amount=100, received_on=TODAY - timedelta(2),
+                        settled_at=NOW - timedelta(days=2))  # fmt: skip
+    check = make_payment(db, account, kind="check", amount=200, method="manual",
+                         received_on=TODAY - timedelta(10), settled_at=NOW)  # fmt: skip
+    declined = make_payment(db, account, kind="charge", amount=300, status="declined",
+                            settled_at=NOW - timedelta(days=5))  # fmt: skip
+
+    rows = portal_pages.payment_history(db, user).page.rows
+
+    assert [line.payment.id for line in rows] == [card.id, declined.id, check.id]
+    assert [line.day for line in rows] == [TODAY - timedelta(2), TODAY - timedelta(5),
+                                           TODAY - timedelta(10)]  # fmt: skip
+
+
 # -- an invoice's page, tenant isolation -----------------------------------------------------
 
 
