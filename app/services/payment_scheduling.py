@@ -33,7 +33,7 @@ from app.models import (
 from app.services.form_tokens import FormToken
 from app.services.notifications import write_email
 from app.services.pay_links import PAYABLE
-from app.services.scheduled_payments import (
+from app.services.scheduled_rows import (
     LIVE,
     audit,
     lock_invoice,
@@ -234,7 +234,7 @@ def schedule_payment(
     left = invoice.balance - scheduled_total(session, invoice.id)  # type: ignore[arg-type]
     if amount > left:
         session.rollback()
-        raise FieldsInvalid({"amount": _too_much(invoice, max(left, 0))})
+        raise FieldsInvalid({"amount": _too_much(invoice, max(left, 0), form.partial)})
     row = ScheduledPayment(
         partner_id=invoice.partner_id,
         customer_account_id=invoice.customer_account_id,
@@ -363,13 +363,15 @@ def _amount(form: ScheduleForm, text: str, errors: dict[str, str]) -> int | None
             errors["amount"] = exc.message
             return None
     if amount > form.available or amount <= 0:
-        errors["amount"] = _too_much(invoice, form.available)
+        errors["amount"] = _too_much(invoice, form.available, form.partial)
         return None
     return amount
 
 
-def _too_much(invoice: Invoice, left: int) -> str:
+def _too_much(invoice: Invoice, left: int, partial: bool) -> str:
     balance = format_money(invoice.balance, invoice.currency)
+    if not partial and left < invoice.balance:
+        return "A payment of this invoice is already scheduled. Cancel it to choose another day."
     if left <= 0:
         return f"Payments of the whole balance ({balance}) are already scheduled."
     if left < invoice.balance:

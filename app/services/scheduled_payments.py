@@ -20,13 +20,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Final
 
-from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
-from app.domain.money import format_money
 from app.gateway.base import GatewayResult, PaymentGateway
 from app.models import (
-    AuditEvent,
     CustomerAccount,
     Invoice,
     Partner,
@@ -41,14 +38,19 @@ from app.services import payments
 from app.services.billing_run import add_outside_charges
 from app.services.notifications import write_email
 from app.services.pay_links import PAYABLE, apply_invoice_payment
+from app.services.scheduled_rows import (
+    LIVE,
+    audit,
+    lock_invoice,
+    lock_scheduled,
+    purpose_key,
+)
 from app.services.subscription_access import default_method
 from app.services.subscription_billing import Acquire, send_with_backoff
 
 SOURCE: Final = "scheduled_payment"
-LIVE: Final = (ScheduledStatus.SCHEDULED, ScheduledStatus.PROCESSING)
 SETTLED_BEFORE: Final = "The invoice was settled before this date"
 NO_METHOD: Final = "No payment method on file."
-RUN_ACTOR: Final = "billing run"
 # The run's tally word for each outcome (the CLI and the BillingRun counters use them).
 TALLY: Final = {
     ScheduledStatus.PAID: "charged",
@@ -76,82 +78,6 @@ class ScheduledOutcome:
     rate_limited: int = 0
     email_ids: tuple[int, ...] = ()
     decline_status: str = ""  # declined | error, for a failed one
-
-
-def purpose_key(scheduled_id: int) -> str:
-    """The purpose key of a scheduled payment's one charge attempt."""
-    return f"sched:{scheduled_id}"
-
-
-def method_label(method: PaymentMethod) -> str:
-    """ "Visa •••• 4242", or the bank's name and last 4 digits of a bank account."""
-    if method.kind == "card":
-        return f"{(method.brand or 'Card').title()} •••• {method.last4}"
-    return f"{method.bank_name or 'Bank account'} •••• {method.last4}"
-
-
-def lock_scheduled(
-    session: Session, scheduled_id: int, *, skip_locked: bool = False
-) -> ScheduledPayment | None:
-    """The row, locked in the caller's transaction (None: missing, or held elsewhere when
-    ``skip_locked``). PostgreSQL locks the row; SQLite takes the database write lock."""
-    if session.get_bind().dialect.name == "postgresql":
-        query = (
-            select(ScheduledPayment)
-            .where(ScheduledPayment.id == scheduled_id)
-            .with_for_update(skip_locked=skip_locked)
-        )
-        return session.exec(query.execution_options(populate_existing=True)).first()
-    session.execute(
-        update(ScheduledPayment)
-        .where(col(ScheduledPayment.id) == scheduled_id)
-        .values(status=ScheduledPayment.status)
-    )
-    return session.get(ScheduledPayment, scheduled_id, populate_existing=True)
-
-
-def lock_invoice(session: Session, invoice_id: int) -> Invoice:
-    """The invoice, locked in the caller's transaction (a no-op UPDATE, as pay links do)."""
-    session.execute(
-        update(Invoice).where(col(Invoice.id) == invoice_id).values(amount_paid=Invoice.amount_paid)
-    )
-    invoice = session.get(Invoice, invoice_id, populate_existing=True)
-    assert invoice is not None
-    return invoice
-
-
-def scheduled_total(session: Session, invoice_id: int, *, excluding: int | None = None) -> int:
-    """What is scheduled (or being charged) for the invoice and not yet paid."""
-    query = select(func.coalesce(func.sum(ScheduledPayment.amount), 0)).where(
-        ScheduledPayment.invoice_id == invoice_id, col(ScheduledPayment.status).in_(LIVE)
-    )
-    if excluding is not None:
-        query = query.where(ScheduledPayment.id != excluding)
-    return int(session.exec(query).one())
-
-
-def audit(
-    session: Session,
-    row: ScheduledPayment,
-    action: str,
-    *,
-    actor_user_id: int | None = None,
-    actor_label: str = RUN_ACTOR,
-    **detail: object,
-) -> None:
-    """Add a history row about ``row`` to the caller's transaction."""
-    session.add(
-        AuditEvent(
-            partner_id=row.partner_id,
-            customer_account_id=row.customer_account_id,
-            actor_user_id=actor_user_id,
-            actor_label=actor_label,
-            action=f"scheduled_payment.{action}",
-            subject_type="scheduled_payment",
-            subject_id=row.id,
-            detail={"amount": format_money(row.amount, row.currency), **detail},
-        )
-    )
 
 
 def due_scheduled_payments(
@@ -236,7 +162,9 @@ def charge_scheduled_payment(
         session.rollback()
         return ScheduledOutcome("skipped", scheduled_id)
     if row.status == ScheduledStatus.PROCESSING:
-        return _settle_processing(session, gateway, row, now=now, base_url=base_url)
+        return _settle_processing(
+            session, gateway, row, now=now, base_url=base_url, acquire=acquire
+        )
     invoice = lock_invoice(session, row.invoice_id)
     if invoice.status not in PAYABLE or invoice.balance <= 0:
         row.status, row.canceled_at, row.failure_reason = (
@@ -348,7 +276,7 @@ def finish_scheduled_payment(
 
 def _settle_processing(
     session: Session, gateway: PaymentGateway, row: ScheduledPayment, *, now: datetime,
-    base_url: str,
+    base_url: str, acquire: Acquire | None,
 ) -> ScheduledOutcome:  # fmt: skip
     """A row whose attempt exists: settle a lost answer or a crashed worker's attempt."""
     scheduled_id = row.id or 0
@@ -373,9 +301,9 @@ def _settle_processing(
         return ScheduledOutcome("skipped", scheduled_id, payment_id=attempt.id)
     result = payments.ask_gateway(gateway, attempt)
     if result is None:
-        if attempt.status == PaymentStatus.UNKNOWN:
+        if attempt.status == PaymentStatus.UNKNOWN:  # still unknown: the reconciler's turn
             return ScheduledOutcome(
-                ScheduledStatus.PROCESSING, scheduled_id, attempt.amount, attempt.currency,
+                "skipped", scheduled_id, attempt.amount, attempt.currency,
                 payments.UNKNOWN_MESSAGE, attempt.id,
             )  # fmt: skip
         # The worker died before the processor was reached: send it now, with its own key.
@@ -388,8 +316,10 @@ def _settle_processing(
                 currency=attempt.currency, decline_code="no_method", message=NO_METHOD,
             )  # fmt: skip
         else:
-            result = payments.charge(
-                gateway, attempt, token=method.token, customer_ref=account.gateway_customer_ref
+            token, customer_ref = method.token, account.gateway_customer_ref
+            result, _limited = send_with_backoff(
+                lambda: payments.charge(gateway, attempt, token=token, customer_ref=customer_ref),
+                acquire,
             )
     return finish_scheduled_payment(session, attempt, result, now=now, base_url=base_url)
 

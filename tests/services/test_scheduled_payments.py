@@ -373,3 +373,16 @@ def test_is_a_payment_no_longer_waiting_not_cancelable(
         scheduling.cancel_scheduled_payment(db, casey.user, row.id, now=NOW)  # type: ignore[arg-type]
 
     assert fresh(db, ScheduledPayment, row.id).status == status
+
+
+def test_is_a_second_schedule_of_a_fully_scheduled_invoice_refused(
+    ctx: Flask, db: Session, casey: Customer, invoice: Invoice
+) -> None:
+    schedule(ctx, db, casey, invoice, pay_on=TOMORROW)
+
+    with pytest.raises(FieldsInvalid) as exc:
+        schedule(ctx, db, casey, invoice, pay_on=TOMORROW + timedelta(days=1))
+
+    assert errors_of(exc)["amount"].startswith("A payment of this invoice is already scheduled.")
+    page = scheduling.schedule_form(db, casey.user, invoice.id, as_of=DAY)  # type: ignore[arg-type]
+    assert page.fully_scheduled and page.available == 0 and len(page.scheduled) == 1
