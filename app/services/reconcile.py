@@ -56,7 +56,9 @@ def settle(
             message="The processor has no record of this payment; nothing was charged.",
             retryable=True,
         )
-        if attempt.order_id is not None:  # the order must leave ``processing``
+        # An order or a scheduled payment must leave ``processing`` (and the customer
+        # hear that their scheduled payment did not go through).
+        if attempt.order_id is not None or attempt.detail.get("source") == "scheduled_payment":
             return apply_outcome(session, attempt, nothing, now=now, gateway=gateway)
         if not payments.claim_outcome(session, attempt, nothing, now=now):
             session.rollback()

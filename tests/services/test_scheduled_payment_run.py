@@ -353,3 +353,23 @@ def test_are_the_charges_counted_into_the_days_billing_run(
     counted = fresh(db, BillingRun, plan.run.id)
     assert (counted.charged, counted.declined, counted.processed) == (1, 1, 0)
     assert counted.totals == {"USD": 10000}
+
+
+def test_does_the_reconciler_fail_a_payment_the_processor_never_received(
+    ctx: Flask, engine: Engine, db: Session, casey: Customer, invoice: Invoice,
+    row: ScheduledPayment,
+) -> None:  # fmt: skip
+    with pytest.raises(SystemExit):
+        run(ctx, db, casey, PAY_ON, gateway=CrashBeforeCharging(engine))
+    db.rollback()
+    [attempt] = attempts(db, row)
+
+    later = utcnow() + timedelta(minutes=10)
+    status, email_ids = settle(db, sandbox(ctx), attempt, now=later)
+
+    failed = fresh(db, ScheduledPayment, row.id)
+    assert failed.status == "failed" and "no record" in failed.failure_reason
+    assert len(email_ids) == 1 and len(emails(db, "scheduled_payment_failed")) == 1
+    assert fresh(db, Invoice, invoice.id).status == "created"  # still open, still payable
+    assert charges_of(sandbox(ctx), row) == []
+    assert run(ctx, db, casey, PAY_ON + timedelta(days=1)) == {}  # not tried again
