@@ -200,9 +200,13 @@ def _write_subscription(
     charges: list[DemoCharge],
 ) -> None:
     schedule = spec_schedule(spec, today)
+    product_id = session.exec(
+        select(Product.id).where(Product.partner_id == partner.id, Product.name == spec.description)
+    ).first()  # a plan sold as a product is that product's subscription
     sub = Subscription(
         partner_id=partner.id,  # type: ignore[arg-type]
         customer_account_id=account.id,  # type: ignore[arg-type]
+        product_id=product_id,
         payment_method_id=method.id if method else None,
         description=spec.description,
         frequency=schedule.frequency,

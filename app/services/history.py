@@ -169,6 +169,23 @@ _DESCRIBERS: dict[str, Describer] = {
         "Changed the billing-on-behalf email",
         [f"{d.get('old') or '—'} → {d.get('new') or '—'}"],
     ),
+    "subscription.canceled_by_customer": lambda d, s: (
+        f"Canceled {_sub(s)} at the end of the period",
+        [f"Ends on {d['ends_on']}"] if d.get("ends_on") else [],
+    ),
+    "scheduled_payment.created": lambda d, s: (
+        f"Scheduled a payment of {d['amount']} for {d['pay_on']}",
+        [f"Invoice {d['invoice']}", f"With {d['method']}"],
+    ),
+    "scheduled_payment.canceled": lambda d, s: (
+        f"Canceled the scheduled payment of {d['amount']}",
+        [str(d["reason"])] if d.get("reason") else [],
+    ),
+    "scheduled_payment.paid": lambda d, s: (f"Scheduled payment of {d['amount']} charged", []),
+    "scheduled_payment.failed": lambda d, s: (
+        f"Scheduled payment of {d['amount']} failed",
+        [f"Reason: {d['reason']}"] if d.get("reason") else [],
+    ),
     "widget.paid": lambda d, s: (
         f"Paid {_money(d.get('amount'), s)} through a take-payment widget",
         [f"Frequency: {str(d['frequency']).replace('_', ' ')}"] if d.get("frequency") else [],
@@ -176,7 +193,7 @@ _DESCRIBERS: dict[str, Describer] = {
 }
 
 # Detail keys that only make sense to machines (ids, internal counters).
-_HIDDEN_KEYS = frozenset({"account_id", "widget_id", "first_period"})
+_HIDDEN_KEYS = frozenset({"account_id", "widget_id", "first_period", "form_reference"})
 
 
 def describe(action: str, detail: Mapping[str, object], subject: Subject) -> tuple[str, list[str]]:
