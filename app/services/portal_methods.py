@@ -21,6 +21,7 @@ from datetime import date
 from typing import Final
 
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.domain import schedule as rules
@@ -289,7 +290,8 @@ def remove_method(session: Session, gateway: PaymentGateway, user: User, method_
         NotFound: not a customer, or not a method of their account.
         Conflict: it is the account's only method and an active subscription or a
             waiting scheduled payment depends on it (the message names them), or a
-            scheduled payment with it is being charged right now; nothing changes.
+            scheduled payment with it is being charged right now, or a payment with it
+            was recorded while it was being removed; nothing changes.
     """
     account, row = _locked(session, user, method_id)
     account_id = row.customer_account_id
@@ -349,7 +351,14 @@ def remove_method(session: Session, gateway: PaymentGateway, user: User, method_
     new_label = method_label(new_default) if new_default and promoted else ""
     detail = {"method": label, "new_default": new_label}
     _account_event(session, user, account, "payment_method.removed", **detail)
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:  # a charge with it was recorded meanwhile (it names the row)
+        session.rollback()
+        raise Conflict(
+            f"A payment with this {thing} is being recorded right now; nothing was removed. "
+            "Try again in a moment."
+        ) from None
     detached = _detach(gateway, token, account_id)
     return Removed(label, new_default, promoted, moved, detached)
 
