@@ -26,7 +26,7 @@ from app.models import (
     ScheduledPayment,
     User,
 )
-from app.services import portal_emails, portal_pages
+from app.services import portal_emails, portal_pages, portal_payments
 from app.services.billing_pages import (
     customer_invoice_detail,
     customer_payment_detail,
@@ -297,8 +297,8 @@ def test_does_the_range_count_partner_local_days_with_both_ends_included(db: Ses
                  settled_at=datetime(2026, 3, 3, 20, 0, tzinfo=UTC))  # fmt: skip
 
     def ids(start: str, end: str) -> set[int]:
-        days = portal_pages.parse_range({"from": start, "to": end})
-        history = portal_pages.payment_history(db, user, days=days)
+        days = portal_payments.parse_range({"from": start, "to": end})
+        history = portal_payments.payment_history(db, user, days=days)
         return {line.payment.id for line in history.page.rows}
 
     assert ids("2026-03-01", "2026-03-05") == {late_evening.id, first_day.id, last_day.id}
@@ -306,7 +306,7 @@ def test_does_the_range_count_partner_local_days_with_both_ends_included(db: Ses
     assert ids("2026-03-01", "2026-03-01") == {late_evening.id, first_day.id}
     assert ids("", "2026-03-01") == {late_evening.id, first_day.id}
     assert len(ids("2026-03-05", "")) == 2
-    everything = portal_pages.payment_history(db, user).page.rows
+    everything = portal_payments.payment_history(db, user).page.rows
     assert [line.day for line in everything][-1] == date(2026, 3, 1)  # shown in local days
     assert {line.day for line in everything if line.payment.id == late_evening.id} == {
         date(2026, 3, 1)
@@ -324,8 +324,8 @@ def test_does_the_range_count_partner_local_days_with_both_ends_included(db: Ses
 def test_are_bad_range_dates_reported_on_their_field(
     args: dict[str, str], errors: set[str]
 ) -> None:
-    with pytest.raises(portal_pages.RangeInvalid) as caught:
-        portal_pages.parse_range(args)
+    with pytest.raises(portal_payments.RangeInvalid) as caught:
+        portal_payments.parse_range(args)
     assert set(caught.value.errors) == errors
 
 
@@ -338,7 +338,7 @@ def test_is_the_payment_history_newest_first_and_paged(
         for n in range(5)
     ]
 
-    page = portal_pages.payment_history(db, user, page=2, per_page=2).page
+    page = portal_payments.payment_history(db, user, page=2, per_page=2).page
 
     assert [line.payment.id for line in page.rows] == [made[2].id, made[3].id]
     assert (page.total, page.pages) == (5, 3)
@@ -355,7 +355,7 @@ def test_is_a_back_dated_check_listed_on_its_day_not_when_recorded(
     declined = make_payment(db, account, kind="charge", amount=300, status="declined",
                             settled_at=NOW - timedelta(days=5))  # fmt: skip
 
-    rows = portal_pages.payment_history(db, user).page.rows
+    rows = portal_payments.payment_history(db, user).page.rows
 
     assert [line.payment.id for line in rows] == [card.id, declined.id, check.id]
     assert [line.day for line in rows] == [TODAY - timedelta(2), TODAY - timedelta(5),
@@ -398,7 +398,7 @@ def test_can_a_customer_reach_another_accounts_invoice_or_payment(
         lambda: customer_invoice_detail(db, user, theirs.id),
         lambda: portal_pages.portal_invoice(db, user, theirs.id),
         lambda: customer_payment_detail(db, user, their_payment.id),
-        lambda: portal_pages.portal_receipt(db, user, their_payment.id),
+        lambda: portal_payments.portal_receipt(db, user, their_payment.id),
         lambda: portal_emails.email_invoice(db, user, theirs.id, nonce=nonce, now=NOW, links=LINKS),
         lambda: portal_emails.email_receipt(db, user, their_payment.id, nonce=nonce),
         lambda: customer_invoice_detail(db, user, 999_999),
@@ -494,7 +494,7 @@ def test_is_a_receipt_emailed_once_per_form_and_never_for_a_declined_payment(
         with pytest.raises(Conflict):
             portal_emails.email_receipt(db, user, payment_id, nonce=f"y{next(_tokens)}")
         with pytest.raises(Conflict):
-            portal_pages.portal_receipt(db, user, payment_id)
+            portal_payments.portal_receipt(db, user, payment_id)
 
     rows = _outbox(db)
     assert len(rows) == 1 and sent.email_ids == [rows[0].id]

@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response
 from app.blueprints.portal.routes import bp
 from app.domain.errors import Conflict
 from app.extensions import db_session
-from app.services import form_tokens, portal_emails, portal_pages
+from app.services import form_tokens, portal_emails, portal_pages, portal_payments
 from app.services.billing_pages import customer_invoice_detail, customer_payment_detail
 from app.services.documents import invoice_pdf as build_invoice_pdf
 from app.services.documents import receipt_pdf
@@ -143,8 +143,8 @@ def payments() -> Response:
     session, user = db_session(), acting_user()
     values = {name: request.args.get(name, "").strip() for name in ("from", "to")}
     try:
-        days = portal_pages.parse_range(request.args)
-    except portal_pages.RangeInvalid as exc:
+        days = portal_payments.parse_range(request.args)
+    except portal_payments.RangeInvalid as exc:
         return render_view(
             "portal/payments.html",
             block="history",
@@ -153,7 +153,7 @@ def payments() -> Response:
             values=values,
             errors=exc.errors,
         )
-    history = portal_pages.payment_history(session, user, days=days, page=_page_number())
+    history = portal_payments.payment_history(session, user, days=days, page=_page_number())
     return render_view(
         "portal/payments.html", block="history", history=history, values=values, errors={}
     )
@@ -179,7 +179,7 @@ def payment(payment_id: int) -> Response:
 @bp.get("/payments/<int:payment_id>/print")
 @customer_required
 def payment_print(payment_id: int) -> Response:
-    detail = portal_pages.portal_receipt(db_session(), acting_user(), payment_id)
+    detail = portal_payments.portal_receipt(db_session(), acting_user(), payment_id)
     back_url = url_for("portal.payment", payment_id=payment_id)
     return make_response(render_template("print/receipt.html", detail=detail, back_url=back_url))
 
@@ -187,7 +187,7 @@ def payment_print(payment_id: int) -> Response:
 @bp.get("/payments/<int:payment_id>/pdf")
 @customer_required
 def payment_pdf(payment_id: int) -> Response:
-    detail = portal_pages.portal_receipt(db_session(), acting_user(), payment_id)
+    detail = portal_payments.portal_receipt(db_session(), acting_user(), payment_id)
     return pdf_response(receipt_pdf(detail), f"receipt-{detail.reference}.pdf")
 
 
