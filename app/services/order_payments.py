@@ -18,7 +18,7 @@ from sqlmodel import Session
 
 from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.orders import DECLINED_TAG, PAYABLE, OrderStatus, transition
-from app.gateway.base import GatewayResult, PaymentGateway, PaymentMethodRejected, TokenizedMethod
+from app.gateway.base import GatewayResult, PaymentGateway, TokenizedMethod
 from app.models import (
     CustomerAccount,
     Order,
@@ -322,17 +322,11 @@ def _call(
         customer_ref = customer_ref or gateway.create_customer(
             email=email, name=name, idempotency_key=_customer_key(attempt)
         )
-        try:
-            gateway.attach_payment_method(customer_ref=customer_ref, token=card.token)
-        except PaymentMethodRejected as exc:
-            return GatewayResult(
-                status="declined",
-                operation="charge",
-                amount=attempt.amount,
-                currency=attempt.currency,
-                decline_code=exc.code,
-                message=exc.message,
-            )
+        refused = payments.attach_or_decline(
+            gateway, attempt, customer_ref=customer_ref, token=card.token
+        )
+        if refused is not None:
+            return refused
     pay = payments.authorize if attempt.kind == PaymentKind.AUTHORIZATION else payments.charge
     return pay(gateway, attempt, token=card.token, customer_ref=customer_ref, description=name)
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.clock import local_day
-from app.gateway.base import GatewayResult, PaymentGateway
+from app.gateway.base import GatewayResult, PaymentGateway, PaymentMethodRejected
 from app.models import Partner, Payment, PaymentKind, PaymentStatus
 
 STALE_AFTER = timedelta(minutes=3)
@@ -160,6 +160,29 @@ def charge(
         description=description,
         metadata={"attempt_id": str(attempt.id), "purpose_key": attempt.purpose_key},
     )
+
+
+def attach_or_decline(
+    gateway: PaymentGateway, attempt: AttemptRef, *, customer_ref: str, token: str
+) -> GatewayResult | None:
+    """Attach a new card's token to the processor customer before it is charged.
+
+    Returns None when it is attached, else the refusal as a declined result of
+    ``attempt`` (the processor's code and message), to be recorded like any decline.
+    Raises nothing for a refusal.
+    """
+    try:
+        gateway.attach_payment_method(customer_ref=customer_ref, token=token)
+    except PaymentMethodRejected as exc:
+        return GatewayResult(
+            status="declined",
+            operation="charge",
+            amount=attempt.amount,
+            currency=attempt.currency,
+            decline_code=exc.code,
+            message=exc.message,
+        )
+    return None
 
 
 def authorize(

@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 from app.domain import schedule as rules
 from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.money import format_money
-from app.gateway.base import GatewayResult, PaymentGateway, PaymentMethodRejected, TokenizedMethod
+from app.gateway.base import GatewayResult, PaymentGateway, TokenizedMethod
 from app.models import (
     AuditEvent,
     CustomerAccount,
@@ -253,17 +253,11 @@ def _call(
 ) -> GatewayResult:
     """Save a new card to the processor customer (it is charged every period), then pay."""
     if card.new is not None:
-        try:
-            gateway.attach_payment_method(customer_ref=customer_ref, token=card.token)
-        except PaymentMethodRejected as exc:
-            return GatewayResult(
-                status="declined",
-                operation="charge",
-                amount=attempt.amount,
-                currency=attempt.currency,
-                decline_code=exc.code,
-                message=exc.message,
-            )
+        refused = payments.attach_or_decline(
+            gateway, attempt, customer_ref=customer_ref, token=card.token
+        )
+        if refused is not None:
+            return refused
     return payments.charge(
         gateway, attempt, token=card.token, customer_ref=customer_ref, description=description
     )

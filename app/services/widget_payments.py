@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 from app.domain.contact import is_email
 from app.domain.errors import DomainError, InvalidInput, NotFound
 from app.domain.money import format_money, parse_amount
-from app.gateway.base import GatewayResult, PaymentGateway, PaymentMethodRejected, TokenizedMethod
+from app.gateway.base import GatewayResult, PaymentGateway, TokenizedMethod
 from app.models import (
     AmountMode,
     Partner,
@@ -288,17 +288,11 @@ def _call_gateway(
             name=payer.name,
             idempotency_key=_customer_key(attempt),
         )
-        try:
-            gateway.attach_payment_method(customer_ref=customer_ref, token=method.token)
-        except PaymentMethodRejected as exc:
-            return customer_ref, GatewayResult(
-                status="declined",
-                operation="charge",
-                amount=attempt.amount,
-                currency=attempt.currency,
-                decline_code=exc.code,
-                message=exc.message,
-            )
+        refused = payments.attach_or_decline(
+            gateway, attempt, customer_ref=customer_ref, token=method.token
+        )
+        if refused is not None:
+            return customer_ref, refused
     description = f"{payer.frequency} payment" if recurring else "payment"
     return customer_ref, payments.charge(
         gateway, attempt, token=method.token, customer_ref=customer_ref, description=description

@@ -19,7 +19,7 @@ from app.domain.errors import Conflict
 from app.domain.money import format_plain
 from app.extensions import db_session
 from app.models import User
-from app.services import form_tokens, invoice_admin
+from app.services import invoice_admin
 from app.services.billing_pages import InvoiceDetail, invoice_detail
 from app.services.documents import invoice_pdf
 from app.services.dunning_timeline import timeline_for
@@ -32,10 +32,9 @@ from app.services.manual_payments import (
 )
 from app.services.tenancy import partner_of
 from app.web.auth import acting_user, partner_required
+from app.web.forms import TIMED_OUT, new_form_token, pdf_response, verified
 from app.web.htmx import redirect_to, render_view
 from app.web.payer import enqueue_after_commit, now_and_today, settings
-
-TIMED_OUT = "This form timed out before it was sent; nothing was saved. Please try again."
 
 
 def partner_clock(user: User) -> tuple[datetime, date]:
@@ -45,23 +44,6 @@ def partner_clock(user: User) -> tuple[datetime, date]:
 
 def _links() -> invoice_admin.Links:
     return invoice_admin.Links(secret=settings().secret_key, base_url=settings().base_url)
-
-
-def new_form_token(subject: str) -> str:
-    return form_tokens.issue(settings().secret_key, subject)
-
-
-def verified(subject: str) -> form_tokens.FormToken | None:
-    """The posted form token for ``subject``; None when it timed out (the page is redrawn).
-
-    Raises FormTokenInvalid (400) for an altered token or one of another form.
-    """
-    try:
-        return form_tokens.verify(
-            settings().secret_key, request.form.get("form_token", ""), subject=subject
-        )
-    except form_tokens.FormTokenExpired:
-        return None
 
 
 # -- issuing an invoice by hand ------------------------------------------------------------
@@ -263,12 +245,3 @@ def print_invoice(invoice_id: int) -> Response:
 def invoice_pdf_file(invoice_id: int) -> Response:
     detail = invoice_detail(db_session(), acting_user(), invoice_id)
     return pdf_response(invoice_pdf(detail), f"{detail.invoice.number}.pdf")
-
-
-def pdf_response(body: bytes, filename: str) -> Response:
-    """A PDF download, never cached by shared caches."""
-    response = make_response(body)
-    response.headers["Content-Type"] = "application/pdf"
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response.headers["Cache-Control"] = "private, no-store"
-    return response

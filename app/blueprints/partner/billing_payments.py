@@ -11,13 +11,7 @@ from datetime import date
 from flask import flash, make_response, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from app.blueprints.partner.billing_docs import (
-    TIMED_OUT,
-    new_form_token,
-    partner_clock,
-    pdf_response,
-    verified,
-)
+from app.blueprints.partner.billing_docs import partner_clock
 from app.blueprints.partner.routes import bp
 from app.domain.errors import Conflict
 from app.domain.money import format_plain
@@ -26,6 +20,7 @@ from app.services import refunds
 from app.services.billing_pages import PaymentDetail, payment_detail, resend_receipt
 from app.services.documents import receipt_pdf
 from app.web.auth import acting_user, partner_required
+from app.web.forms import TIMED_OUT, new_form_token, pdf_response, verified
 from app.web.htmx import redirect_to, render_view
 from app.web.payer import enqueue_after_commit
 

@@ -15,46 +15,19 @@ from werkzeug.wrappers import Response
 from app.blueprints.portal.routes import bp
 from app.domain.errors import Conflict
 from app.extensions import db_session
-from app.services import form_tokens, portal_emails, portal_pages, portal_payments
+from app.services import portal_emails, portal_pages, portal_payments
 from app.services.billing_pages import customer_invoice_detail, customer_payment_detail
 from app.services.documents import invoice_pdf as build_invoice_pdf
 from app.services.documents import receipt_pdf
 from app.services.invoice_admin import Links
 from app.web.auth import acting_user, customer_required
+from app.web.forms import TIMED_OUT, new_form_token, pdf_response, verified
 from app.web.htmx import redirect_to, render_view
 from app.web.payer import enqueue_after_commit, now_and_today, settings
-
-TIMED_OUT = "This form timed out before it was sent; nothing was sent. Please try again."
 
 
 def _page_number() -> int:
     return request.args.get("page", default=1, type=int) or 1
-
-
-def new_form_token(subject: str) -> str:
-    return form_tokens.issue(settings().secret_key, subject)
-
-
-def verified(subject: str) -> form_tokens.FormToken | None:
-    """The posted form token for ``subject``; None when it timed out.
-
-    Raises FormTokenInvalid (400) for an altered token or one of another form.
-    """
-    try:
-        return form_tokens.verify(
-            settings().secret_key, request.form.get("form_token", ""), subject=subject
-        )
-    except form_tokens.FormTokenExpired:
-        return None
-
-
-def pdf_response(body: bytes, filename: str) -> Response:
-    """A PDF download, never cached by shared caches."""
-    response = make_response(body)
-    response.headers["Content-Type"] = "application/pdf"
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response.headers["Cache-Control"] = "private, no-store"
-    return response
 
 
 # -- invoices --------------------------------------------------------------------------------
