@@ -10,7 +10,7 @@ STAMP_NPM := node_modules/.installed
 VENDOR := app/static/vendor/htmx.min.js
 CHROMIUM ?= $(or $(PLAYWRIGHT_CHROMIUM_EXECUTABLE),/usr/bin/chromium)
 
-.PHONY: run test install browser lint format clean
+.PHONY: run test bench install browser lint format clean
 
 run: install
 	PORTICO_ENV=$${PORTICO_ENV:-development} $(PY) -m app.devserver
@@ -19,6 +19,11 @@ test: install browser
 	$(BIN)/ruff check app tests e2e bench
 	$(BIN)/ruff format --check app tests e2e bench
 	PORTICO_ENV=test PLAYWRIGHT_CHROMIUM_EXECUTABLE=$(CHROMIUM) $(BIN)/pytest tests e2e
+
+# Every benchmark in bench/ against the local PostgreSQL and Redis (embedded ones when
+# they don't answer); rewrites the results in docs/benchmarks.md and the README.
+bench: install browser
+	PLAYWRIGHT_CHROMIUM_EXECUTABLE=$(CHROMIUM) $(PY) bench/suite.py $(BENCH_ARGS)
 
 install: $(STAMP_PY) $(VENDOR)
 

