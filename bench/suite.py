@@ -219,7 +219,7 @@ def main() -> None:
             failed.append(step.name)
     figures = support.load_figures(out)
     minutes = (time.perf_counter() - started) / 60
-    header[0] = header[0].rstrip(".") + f", {minutes:.0f} minutes."
+    header[0] = header[0].rstrip(".") + f", {minutes:.0f} min in all."
     print("\n" + "\n".join(header) + "\n\n" + "\n".join(table(figures)))
     if failed:
         print(f"\nfailed: {', '.join(failed)} (the docs are left as they are)")
