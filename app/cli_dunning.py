@@ -79,32 +79,39 @@ def _preview(session: Session, partner_id: int, name: str, run_date: date) -> No
 
 
 def _run(session: Session, partner_id: int, name: str, run_date: date) -> None:
-    from app.services.dunning import due_invoice_ids
-    from app.services.dunning_runs import run_dunning
+    """Start the day's sweep and do its chunks here (no worker needed), with a progress bar;
+    the emails go to the queue. A cron sweep of the same day still running is superseded:
+    whichever handles an invoice first counts it."""
+    from app.services.dunning_runs import start_sweep, sweep_run_chunk
 
     settings = resources().settings
-    due = len(due_invoice_ids(session, partner_id=partner_id, as_of=run_date))
-    session.rollback()
+    now = utcnow()
+    plan = start_sweep(session, partner_id=partner_id, run_date=run_date, now=now)
     tally: Counter[str] = Counter()
-    with click.progressbar(length=due, label=f"{name} — {run_date}", show_pos=True) as bar:
+    with click.progressbar(
+        length=plan.invoices, label=f"{name} — {run_date}", show_pos=True
+    ) as bar:
 
         def progress(counts: Counter[str]) -> None:
             tally.update(counts)
             bar.update(counts["invoices"] + counts["taken"])
 
-        run = run_dunning(
-            session,
-            partner_id=partner_id,
-            run_date=run_date,
-            now=utcnow(),
-            base_url=settings.base_url,
-            secret=settings.secret_key,
-            on_emails=_enqueue_emails,
-            on_progress=progress,
-        )
+        for n, ids in enumerate(plan.chunks):
+            sweep_run_chunk(
+                session,
+                run_id=plan.run_id,
+                sweep=plan.sweep,
+                chunk=n,
+                invoice_ids=ids,
+                now=now,
+                base_url=settings.base_url,
+                secret=settings.secret_key,
+                on_emails=_enqueue_emails,
+                on_progress=progress,
+            )
     names = ("sent", "skipped", "stopped", "overdue", "closed", "emails", "taken")
     summary = ", ".join(f"{k} {tally[k]}" for k in names if tally[k]) or "nothing due"
-    click.echo(f"  dunning run #{run.id}: {summary}")
+    click.echo(f"  dunning run #{plan.run_id}: {summary}")
 
 
 def _enqueue_emails(ids: list[int]) -> None:

@@ -1,12 +1,24 @@
-"""Dunning jobs: the cron tick that starts each partner's day, and the partner's sweep."""
+"""Dunning jobs: the cron tick that starts each partner's day, the partner's sweep (which
+selects the invoices due and fans out), and its chunks. Ids and dates only."""
 
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING, Final
+
+from rq import Queue, Retry
 
 from app.clock import utcnow
 from app.jobs.context import job_app, job_session
 from app.jobs.dispatch import enqueue_emails
+
+if TYPE_CHECKING:
+    from app.services.dunning_runs import SweepPlan
+
+CHUNK_TIMEOUT: Final = 1800
+# A failed sweep start or chunk (a lost connection, a deadlock) is tried again: both are
+# safe to run twice.
+RETRY_INTERVALS: Final = (10, 60, 300)
 
 
 def start_daily_dunning() -> int:
@@ -30,28 +42,84 @@ def start_daily_dunning() -> int:
                     partner_id,
                     day,
                     job_id=f"dunning-{partner_id}-{day.isoformat()}",
-                    job_timeout=3600,
+                    job_timeout=CHUNK_TIMEOUT,
+                    retry=_retry(),
                 )
                 queued += 1
     return queued
 
 
 def run_partner_dunning(partner_id: int, run_date: date) -> dict[str, int]:
-    """Sweep one partner's invoices for its local day ``run_date`` (safe to run again)."""
-    from app.services.dunning_runs import run_dunning
+    """Start the partner's sweep of its local day ``run_date``: select the ids of the
+    invoices due and queue one ``sweep_chunk_job`` per chunk, all in one Redis round trip.
+
+    Safe to run again: a new sweep supersedes an unfinished one, and invoices already
+    handled are no longer due.
+    """
+    from app.services.dunning_runs import JOB_CHUNK_SIZE, start_sweep
+
+    chunk_size = job_app().config.get("DUNNING_JOB_CHUNK_SIZE", JOB_CHUNK_SIZE)
+    with job_session() as session:
+        plan = start_sweep(
+            session, partner_id=partner_id, run_date=run_date, now=utcnow(), chunk_size=chunk_size
+        )
+        if plan.chunks:  # after the commit: a chunk job always finds its sweep recorded
+            _queue_chunks(plan)
+    return {
+        "run": plan.run_id,
+        "sweep": plan.sweep,
+        "invoices": plan.invoices,
+        "chunks": len(plan.chunks),
+    }
+
+
+def sweep_chunk_job(run_id: int, sweep: int, chunk: int, invoice_ids: list[int]) -> dict[str, int]:
+    """Handle one chunk of a run's sweep and queue its emails (safe to run again: a chunk
+    already done does nothing, and work it did before a crash is neither redone nor
+    counted twice)."""
+    from app.services.dunning_runs import sweep_run_chunk
 
     settings = job_app().config["PORTICO"]
     with job_session() as session:
-        run = run_dunning(
+        counts = sweep_run_chunk(
             session,
-            partner_id=partner_id,
-            run_date=run_date,
+            run_id=run_id,
+            sweep=sweep,
+            chunk=chunk,
+            invoice_ids=invoice_ids,
             now=utcnow(),
             base_url=settings.base_url,
             secret=settings.secret_key,
             on_emails=_enqueue_quietly,
         )
-        return {"sent": run.sent, "skipped": run.skipped, "emails": run.emails}
+    return dict(counts)
+
+
+def _queue_chunks(plan: SweepPlan) -> None:
+    """One job per chunk, sent in one pipeline (ids only; the job loads the rest)."""
+    from app.extensions import queue
+
+    retry = _retry()
+    queue("default").enqueue_many(
+        [
+            Queue.prepare_data(
+                "app.jobs.dunning.sweep_chunk_job",
+                args=(plan.run_id, plan.sweep, n, ids),
+                job_id=f"dunning-{plan.run_id}-{plan.sweep}-{n}",
+                description=(
+                    f"dunning run {plan.run_id}, sweep {plan.sweep}, "
+                    f"chunk {n + 1}/{len(plan.chunks)} ({len(ids)} invoices)"
+                ),
+                timeout=CHUNK_TIMEOUT,
+                retry=retry,
+            )
+            for n, ids in enumerate(plan.chunks)
+        ]
+    )
+
+
+def _retry() -> Retry:
+    return Retry(max=len(RETRY_INTERVALS), interval=list(RETRY_INTERVALS))
 
 
 def _enqueue_quietly(email_ids: list[int]) -> None:

@@ -5,13 +5,15 @@ it (the day after its due date, then each stage's day); paid and canceled invoic
 None. A sweep for a partner and a local day selects, by that index, only the invoices
 due a look, so its cost follows the reminders due rather than the invoices kept.
 
-Invoices go in chunks, each in one transaction under row locks (``FOR UPDATE SKIP
-LOCKED`` on PostgreSQL; SQLite takes its write lock first). For each: an unpaid invoice
-past its due date turns ``overdue``; the latest stage now due is recorded as a
-:class:`DunningNotice` (unique per invoice and day) with its emails, earlier stages a
-missed run left are recorded as skipped; a stop stage stops service. The transaction
-commits, and only then are the emails enqueued. Two sweeps of the same day, at once or
-one after the other, never write a stage twice.
+A day's run selects the ids and hands them out in chunks (``app.services.dunning_runs``:
+jobs, or the CLI's steps); :func:`sweep` does all of them in one go. Invoices go in
+chunks, each in one transaction under row locks (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL; SQLite takes its write lock first). For each: an unpaid invoice past its due
+date turns ``overdue``; the latest stage now due is recorded as a :class:`DunningNotice`
+(unique per invoice and day) with its emails, earlier stages a missed run left are
+recorded as skipped; a stop stage stops service. The transaction commits, and only then
+are the emails enqueued. Two sweeps of the same day, at once or one after the other,
+never write a stage twice.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
+from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -50,6 +53,17 @@ OPEN_STATUSES = (InvoiceStatus.CREATED, InvoiceStatus.OVERDUE)
 
 OnEmails = Callable[[list[int]], None]
 OnProgress = Callable[[Counter[str]], None]
+# Called inside each transaction that handles invoices, just before its commit, with that
+# transaction's counts: whatever it writes commits (or rolls back) with the work it counts.
+BeforeCommit = Callable[[Session, Counter[str]], None]
+
+_invoice = Invoice.__table__  # type: ignore[attr-defined]
+# A plain Core statement built once: answered by ix_invoice_dunning_due alone, and its
+# rows come back as bare ints (no ORM rows to build for 10,000 ids).
+_DUE_IDS = core_select(_invoice.c.id).where(
+    _invoice.c.partner_id == bindparam("partner_id"),
+    _invoice.c.next_dunning_on <= bindparam("as_of"),
+)
 
 
 def policy_of(partner: Partner) -> Policy:
@@ -64,12 +78,27 @@ def due_invoice_ids(session: Session, *, partner_id: int, as_of: date) -> list[i
     """Ids of the partner's invoices the sweep of ``as_of`` must look at, by the index,
     in id order. (Sorted here: an ``ORDER BY id`` makes SQLite walk the whole table in
     id order instead of using the ``next_dunning_on`` index.)"""
-    rows = session.exec(
-        select(Invoice.id).where(
-            col(Invoice.next_dunning_on) <= as_of, Invoice.partner_id == partner_id
-        )
-    ).all()
-    return sorted(int(r) for r in rows)
+    rows = session.execute(_DUE_IDS, {"partner_id": partner_id, "as_of": as_of}).scalars()
+    return sorted(rows)
+
+
+def audience_of(
+    session: Session, partner_id: int, *, base_url: str = "", secret: str = ""
+) -> tuple[Audience, Policy]:
+    """Who the partner's dunning emails go to and link to, and its policy.
+
+    Raises LookupError for an unknown partner, PolicyInvalid for a broken stored policy.
+    """
+    partner = session.get(Partner, partner_id)
+    if partner is None:
+        raise LookupError(f"no partner {partner_id}")
+    audience = Audience(
+        partner,
+        tuple(partner_admin_addresses(session, partner_id)),
+        base_url=base_url,
+        secret=secret,
+    )
+    return audience, policy_of(partner)
 
 
 def sweep(
@@ -93,16 +122,7 @@ def sweep(
     ``on_progress`` its counts. ``now`` dates new pay links. Raises LookupError for an
     unknown partner, PolicyInvalid for a broken stored policy.
     """
-    partner = session.get(Partner, partner_id)
-    if partner is None:
-        raise LookupError(f"no partner {partner_id}")
-    audience = Audience(
-        partner,
-        tuple(partner_admin_addresses(session, partner_id)),
-        base_url=base_url,
-        secret=secret,
-    )
-    policy = policy_of(partner)
+    audience, policy = audience_of(session, partner_id, base_url=base_url, secret=secret)
     ids = due_invoice_ids(session, partner_id=partner_id, as_of=as_of)
     session.rollback()
     total: Counter[str] = Counter()
@@ -126,22 +146,29 @@ def sweep_chunk(
     *,
     as_of: date,
     now: datetime,
+    before_commit: BeforeCommit | None = None,
 ) -> tuple[Counter[str], list[int]]:
     """Handle a chunk of invoices in one transaction; commits. Returns counts and emails.
 
     When a concurrent sweep wrote a notice first (the unique row answers), the chunk is
     redone one invoice at a time and the invoices already handled are counted ``taken``.
-    Raises whatever the database raises otherwise.
+    ``before_commit`` runs inside every transaction that handles invoices, with its
+    counts, so what it records commits together with the work. Raises whatever the
+    database raises otherwise.
     """
     try:
-        return _handle(session, audience, policy, invoice_ids, as_of=as_of, now=now)
+        return _handle(
+            session, audience, policy, invoice_ids, as_of=as_of, now=now, hook=before_commit
+        )
     except IntegrityError:
         session.rollback()
     counts: Counter[str] = Counter()
     email_ids: list[int] = []
     for invoice_id in invoice_ids:
         try:
-            own, ids = _handle(session, audience, policy, [invoice_id], as_of=as_of, now=now)
+            own, ids = _handle(
+                session, audience, policy, [invoice_id], as_of=as_of, now=now, hook=before_commit
+            )
         except IntegrityError:
             session.rollback()
             counts["taken"] += 1
@@ -182,6 +209,7 @@ def _handle(
     *,
     as_of: date,
     now: datetime,
+    hook: BeforeCommit | None = None,
 ) -> tuple[Counter[str], list[int]]:
     counts: Counter[str] = Counter()
     invoices = _lock(session, invoice_ids, as_of)
@@ -240,8 +268,10 @@ def _handle(
             )
             counts["stopped"] += bool(stopped)
             email_ids.extend(stopped)
-    session.commit()
     counts["emails"] += len(email_ids)
+    if hook is not None:
+        hook(session, counts)
+    session.commit()
     return counts, email_ids
 
 
@@ -317,11 +347,7 @@ def preview_sweep(session: Session, *, partner_id: int, as_of: date) -> list[Pla
 
     Raises LookupError for an unknown partner, PolicyInvalid for a broken stored policy.
     """
-    partner = session.get(Partner, partner_id)
-    if partner is None:
-        raise LookupError(f"no partner {partner_id}")
-    audience = Audience(partner, tuple(partner_admin_addresses(session, partner_id)))
-    policy = policy_of(partner)
+    audience, policy = audience_of(session, partner_id)
     ids = due_invoice_ids(session, partner_id=partner_id, as_of=as_of)
     plans: list[PlannedNotice] = []
     for start in range(0, len(ids), DEFAULT_CHUNK_SIZE):

@@ -1,28 +1,68 @@
-"""Daily dunning runs: one row per (partner, local day), created once, with live counts.
+"""Daily dunning runs: one row per (partner, local day), created once, swept in chunks.
 
 ``rq cron`` checks every few minutes for partners whose local dunning hour has come and
 whose run row for today is missing; creating the row is the claim (a unique constraint),
-so only the tick that created it queues the partner's job. The CLI uses the same row.
+so only the tick that created it queues the partner's job. That job only starts a sweep
+(:func:`start_sweep`: the ids of the invoices due, by the index, cut into chunks, the
+sweep numbered and its chunk count put on the run row) and queues one job per chunk. Each
+chunk (:func:`sweep_run_chunk`) handles its invoices in transactions that add their own
+counts to the run row before they commit, then marks itself done in one more transaction
+(a unique row), which completes the run when it is the sweep's last chunk. The CLI starts
+a sweep the same way and does the chunks itself.
+
+Crash safety: a chunk's work and its counts commit together, and what it handled is no
+longer due, so a chunk run again (a retry, a rerun after a crash at any point, or two
+copies at once) counts only what it does itself: nothing is counted twice or lost. The
+done row makes the completion step count once. A new sweep of the same day supersedes
+an unfinished one (numbers are unique): the run completes when the new sweep's chunks are
+done, and an older sweep's leftover chunks still add what they do.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import update
+from sqlalchemy import case, insert, literal, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from app.models import DunningRun, DunningRunStatus, Partner
-from app.services.dunning import DEFAULT_CHUNK_SIZE, OnEmails, sweep
+from app.models.dunning import DunningRunChunk
+from app.services.dunning import (
+    DEFAULT_CHUNK_SIZE,
+    OnEmails,
+    audience_of,
+    due_invoice_ids,
+    sweep_chunk,
+)
 
 # Reminders go out in the morning of the partner's day (billing runs at 03:00 by default,
 # so invoices its charges paid have already left the sweep).
 DUNNING_HOUR = 8
 COUNTERS = ("invoices", "sent", "skipped", "stopped", "emails")
+# Invoice ids per chunk job (each handled in transactions of DEFAULT_CHUNK_SIZE): few jobs
+# keep the start of a sweep short, and 10,000 due still make ten jobs for the workers.
+JOB_CHUNK_SIZE = 1000
+
+_run = DunningRun.__table__  # type: ignore[attr-defined]
+_done = DunningRunChunk.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A started sweep: its run, its number within the run's day, and each chunk's ids."""
+
+    run_id: int
+    sweep: int
+    chunks: list[list[int]]
+
+    @property
+    def invoices(self) -> int:
+        return sum(len(ids) for ids in self.chunks)
 
 
 def claim_run(session: Session, *, partner_id: int, run_date: date) -> tuple[DunningRun, bool]:
@@ -46,65 +86,132 @@ def claim_run(session: Session, *, partner_id: int, run_date: date) -> tuple[Dun
     return existing, False
 
 
-def run_dunning(
+def start_sweep(
     session: Session,
     *,
     partner_id: int,
     run_date: date,
     now: datetime,
+    chunk_size: int = JOB_CHUNK_SIZE,
+) -> SweepPlan:
+    """Start a sweep of the partner's run of ``run_date`` (the row is created if missing):
+    select the invoices due, cut their ids into chunks, and record on the run row the
+    sweep's number and chunk count. Commits; the caller then hands out the chunks.
+
+    With nothing due the run is complete at once. Raises the database's errors.
+    """
+    run_id = session.execute(
+        select(_run.c.id).where(_run.c.partner_id == partner_id, _run.c.run_date == run_date)
+    ).scalar()
+    if run_id is None:
+        run, _created = claim_run(session, partner_id=partner_id, run_date=run_date)
+        run_id = run.id
+    ids = due_invoice_ids(session, partner_id=partner_id, as_of=run_date)
+    chunks = [ids[start : start + chunk_size] for start in range(0, len(ids), chunk_size)]
+    sweep = session.execute(
+        update(_run)
+        .where(_run.c.id == run_id)
+        .values(
+            sweeps=_run.c.sweeps + 1,
+            chunks=len(chunks),
+            chunks_done=0,
+            status=DunningRunStatus.RUNNING if chunks else DunningRunStatus.COMPLETE,
+            finished_at=None if chunks else now,
+        )
+        .returning(_run.c.sweeps)
+    ).scalar_one()
+    session.commit()
+    return SweepPlan(run_id=int(run_id), sweep=int(sweep), chunks=chunks)
+
+
+def sweep_run_chunk(
+    session: Session,
+    *,
+    run_id: int,
+    sweep: int,
+    chunk: int,
+    invoice_ids: list[int],
+    now: datetime,
     base_url: str = "",
     secret: str = "",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    batch_size: int = DEFAULT_CHUNK_SIZE,
     on_emails: OnEmails | None = None,
     on_progress: Callable[[Counter[str]], None] | None = None,
-) -> DunningRun:
-    """Sweep the partner's invoices for ``run_date`` under its run row, then complete it.
+) -> Counter[str]:
+    """Handle chunk ``chunk`` of sweep ``sweep`` of the run; returns this call's counts.
 
-    Safe to call again for the same day (a second sweep finds nothing left to send);
-    counts add up on the row after each chunk, so progress shows while it runs.
-    Commits. Raises what :func:`app.services.dunning.sweep` raises.
+    The invoices go in transactions of ``batch_size``, each adding its counts to the run
+    row before it commits; ``on_emails`` and ``on_progress`` get each one's email ids and
+    counts after its commit. Then the chunk is marked done, which completes the run when
+    it is the latest sweep's last chunk. A chunk already done does nothing; one run again
+    after a crash counts only what is left. Commits. Raises LookupError for an unknown
+    run or partner, PolicyInvalid for a broken stored policy, and the database's errors.
     """
-    run, _created = claim_run(session, partner_id=partner_id, run_date=run_date)
-    run_id = int(run.id)  # type: ignore[arg-type]
-    session.execute(
-        update(DunningRun)
-        .where(col(DunningRun.id) == run_id)
-        .values(status=DunningRunStatus.RUNNING, finished_at=None)
-    )
-    session.commit()
+    key = (_done.c.run_id == run_id, _done.c.sweep == sweep, _done.c.chunk == chunk)
+    if session.execute(select(_done.c.run_id).where(*key)).first() is not None:
+        session.rollback()
+        return Counter()
+    row = session.execute(
+        select(_run.c.partner_id, _run.c.run_date).where(_run.c.id == run_id)
+    ).first()
+    if row is None:
+        raise LookupError(f"no dunning run {run_id}")
+    audience, policy = audience_of(session, row.partner_id, base_url=base_url, secret=secret)
+    session.rollback()
 
-    def progress(counts: Counter[str]) -> None:
-        _add_counts(session, run_id, counts)
+    def count(tx: Session, counts: Counter[str]) -> None:
+        _add_counts(tx, run_id, counts)
+
+    total: Counter[str] = Counter()
+    for start in range(0, len(invoice_ids), batch_size):
+        counts, email_ids = sweep_chunk(
+            session,
+            audience,
+            policy,
+            invoice_ids[start : start + batch_size],
+            as_of=row.run_date,
+            now=now,
+            before_commit=count,
+        )
+        total.update(counts)
+        if on_emails and email_ids:
+            on_emails(email_ids)
         if on_progress:
             on_progress(counts)
-
-    sweep(
-        session,
-        partner_id=partner_id,
-        as_of=run_date,
-        now=now,
-        base_url=base_url,
-        secret=secret,
-        chunk_size=chunk_size,
-        on_emails=on_emails,
-        on_progress=progress,
-    )
-    session.execute(
-        update(DunningRun)
-        .where(col(DunningRun.id) == run_id)
-        .values(status=DunningRunStatus.COMPLETE, finished_at=now)
-    )
-    session.commit()
-    done = session.get(DunningRun, run_id, populate_existing=True)
-    assert done is not None
-    return done
+    _mark_done(session, run_id, sweep, chunk, now)
+    return total
 
 
 def _add_counts(session: Session, run_id: int, counts: Counter[str]) -> None:
-    values = {name: getattr(DunningRun, name) + counts[name] for name in COUNTERS if counts[name]}
+    """Add ``counts`` to the run row, in the caller's transaction (no commit)."""
+    values = {name: _run.c[name] + counts[name] for name in COUNTERS if counts[name]}
     if values:
-        session.execute(update(DunningRun).where(col(DunningRun.id) == run_id).values(**values))
-        session.commit()
+        session.execute(update(_run).where(_run.c.id == run_id).values(**values))
+
+
+def _mark_done(session: Session, run_id: int, sweep: int, chunk: int, now: datetime) -> None:
+    """Record the chunk as done and count it on the run row if its sweep is the latest;
+    the last one completes the run. A chunk another call marked first is left alone."""
+    try:
+        session.execute(
+            insert(_done).values(run_id=run_id, sweep=sweep, chunk=chunk, created_at=now)
+        )
+    except IntegrityError:
+        session.rollback()
+        return
+    last = _run.c.chunks_done + 1 >= _run.c.chunks
+    session.execute(
+        update(_run)
+        .where(_run.c.id == run_id, _run.c.sweeps == sweep)
+        .values(
+            chunks_done=_run.c.chunks_done + 1,
+            status=case((last, DunningRunStatus.COMPLETE), else_=_run.c.status),
+            finished_at=case(
+                (last, literal(now, _run.c.finished_at.type)), else_=_run.c.finished_at
+            ),
+        )
+    )
+    session.commit()
 
 
 def partners_due_to_sweep(session: Session, *, now: datetime) -> list[tuple[Partner, date]]:
