@@ -96,13 +96,14 @@ def _run(session: Session, partner_id: int, name: str, run_date: date) -> None:
             tally.update(counts)
             bar.update(counts["invoices"] + counts["taken"])
 
-        for n, ids in enumerate(plan.chunks):
+        for n, (first, last) in enumerate(plan.chunks):
             sweep_run_chunk(
                 session,
                 run_id=plan.run_id,
                 sweep=plan.sweep,
                 chunk=n,
-                invoice_ids=ids,
+                first_id=first,
+                last_id=last,
                 now=now,
                 base_url=settings.base_url,
                 secret=settings.secret_key,

@@ -51,7 +51,8 @@ def start_daily_dunning() -> int:
 
 def run_partner_dunning(partner_id: int, run_date: date) -> dict[str, int]:
     """Start the partner's sweep of its local day ``run_date``: select the ids of the
-    invoices due and queue one ``sweep_chunk_job`` per chunk, all in one Redis round trip.
+    invoices due and queue one ``sweep_chunk_job`` per chunk of them (its first and last
+    id), all in one Redis round trip.
 
     Safe to run again: a new sweep supersedes an unfinished one, and invoices already
     handled are no longer due.
@@ -73,10 +74,12 @@ def run_partner_dunning(partner_id: int, run_date: date) -> dict[str, int]:
     }
 
 
-def sweep_chunk_job(run_id: int, sweep: int, chunk: int, invoice_ids: list[int]) -> dict[str, int]:
-    """Handle one chunk of a run's sweep and queue its emails (safe to run again: a chunk
-    already done does nothing, and work it did before a crash is neither redone nor
-    counted twice)."""
+def sweep_chunk_job(
+    run_id: int, sweep: int, chunk: int, first_id: int, last_id: int
+) -> dict[str, int]:
+    """Handle one chunk of a run's sweep, the invoices from ``first_id`` to ``last_id``
+    still due, and queue their emails (safe to run again: a chunk already done does
+    nothing, and work it did before a crash is neither redone nor counted twice)."""
     from app.services.dunning_runs import sweep_run_chunk
 
     settings = job_app().config["PORTICO"]
@@ -86,7 +89,8 @@ def sweep_chunk_job(run_id: int, sweep: int, chunk: int, invoice_ids: list[int])
             run_id=run_id,
             sweep=sweep,
             chunk=chunk,
-            invoice_ids=invoice_ids,
+            first_id=first_id,
+            last_id=last_id,
             now=utcnow(),
             base_url=settings.base_url,
             secret=settings.secret_key,
@@ -96,7 +100,8 @@ def sweep_chunk_job(run_id: int, sweep: int, chunk: int, invoice_ids: list[int])
 
 
 def _queue_chunks(plan: SweepPlan) -> None:
-    """One job per chunk, sent in one pipeline (ids only; the job loads the rest)."""
+    """One job per chunk, sent in one pipeline (its first and last id; the job selects
+    the invoices still due between them and loads the rest)."""
     from app.extensions import queue
 
     retry = _retry()
@@ -104,16 +109,16 @@ def _queue_chunks(plan: SweepPlan) -> None:
         [
             Queue.prepare_data(
                 "app.jobs.dunning.sweep_chunk_job",
-                args=(plan.run_id, plan.sweep, n, ids),
+                args=(plan.run_id, plan.sweep, n, first, last),
                 job_id=f"dunning-{plan.run_id}-{plan.sweep}-{n}",
                 description=(
                     f"dunning run {plan.run_id}, sweep {plan.sweep}, "
-                    f"chunk {n + 1}/{len(plan.chunks)} ({len(ids)} invoices)"
+                    f"chunk {n + 1}/{len(plan.chunks)} (invoices {first}–{last})"
                 ),
                 timeout=CHUNK_TIMEOUT,
                 retry=retry,
             )
-            for n, ids in enumerate(plan.chunks)
+            for n, (first, last) in enumerate(plan.chunks)
         ]
     )
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -58,12 +58,22 @@ OnProgress = Callable[[Counter[str]], None]
 BeforeCommit = Callable[[Session, Counter[str]], None]
 
 _invoice = Invoice.__table__  # type: ignore[attr-defined]
-# A plain Core statement built once: answered by ix_invoice_dunning_due alone, and its
-# rows come back as bare ints (no ORM rows to build for 10,000 ids).
-_DUE_IDS = core_select(_invoice.c.id).where(
-    _invoice.c.partner_id == bindparam("partner_id"),
-    _invoice.c.next_dunning_on <= bindparam("as_of"),
+# The ids come back as one value, read from ix_invoice_dunning_due alone: fetching 10,000
+# one-column rows one at a time cost ~10 ms of a sweep's start; on PostgreSQL one array in
+# binary form ~1.5 ms (as text, PostgreSQL printing and psycopg parsing it, ~2 ms more).
+_PG_DUE_IDS = (
+    "SELECT array_agg(id) FROM invoice "
+    "WHERE partner_id = %(partner_id)s AND next_dunning_on <= %(as_of)s"
 )
+_PG_RANGE = " AND id BETWEEN %(first_id)s AND %(last_id)s"
+_SQLITE_DUE_IDS = {  # "1,5,9"; built once, whole or within an id range
+    ranged: core_select(func.group_concat(_invoice.c.id)).where(
+        _invoice.c.partner_id == bindparam("partner_id"),
+        _invoice.c.next_dunning_on <= bindparam("as_of"),
+        *((_invoice.c.id.between(bindparam("first_id"), bindparam("last_id")),) if ranged else ()),
+    )
+    for ranged in (False, True)
+}
 
 
 def policy_of(partner: Partner) -> Policy:
@@ -74,12 +84,32 @@ def policy_of(partner: Partner) -> Policy:
     return parse_policy(partner.dunning_policy)
 
 
-def due_invoice_ids(session: Session, *, partner_id: int, as_of: date) -> list[int]:
+def due_invoice_ids(
+    session: Session,
+    *,
+    partner_id: int,
+    as_of: date,
+    first_id: int | None = None,
+    last_id: int | None = None,
+) -> list[int]:
     """Ids of the partner's invoices the sweep of ``as_of`` must look at, by the index,
-    in id order. (Sorted here: an ``ORDER BY id`` makes SQLite walk the whole table in
-    id order instead of using the ``next_dunning_on`` index.)"""
-    rows = session.execute(_DUE_IDS, {"partner_id": partner_id, "as_of": as_of}).scalars()
-    return sorted(rows)
+    in id order; only those from ``first_id`` to ``last_id`` (inclusive) when given.
+    (Sorted here: an ``ORDER BY id`` makes SQLite walk the whole table in id order
+    instead of using the index.) Raises the database's errors."""
+    params: dict[str, object] = {"partner_id": partner_id, "as_of": as_of}
+    ranged = first_id is not None and last_id is not None
+    if ranged:
+        params.update(first_id=first_id, last_id=last_id)
+    if session.get_bind().dialect.name == "postgresql":
+        driver = session.connection().connection.driver_connection  # the session's own
+        with driver.cursor(binary=True) as cursor:  # type: ignore[union-attr]
+            cursor.execute(_PG_DUE_IDS + (_PG_RANGE if ranged else ""), params)
+            row = cursor.fetchone()
+        ids = (row[0] if row else None) or []
+    else:
+        listed = session.execute(_SQLITE_DUE_IDS[ranged], params).scalar()
+        ids = [int(i) for i in listed.split(",")] if listed else []
+    return sorted(ids)
 
 
 def audience_of(

@@ -1,6 +1,6 @@
 """The partner's dunning job fans out: it selects the invoices due and queues a job per
-chunk of ids in one Redis round trip; a real worker's chunk jobs complete the run (real
-Redis, real RQ worker, the tests' SMTP server)."""
+chunk of them (its first and last id) in one Redis round trip; a real worker's chunk
+jobs complete the run (real Redis, real RQ worker, the tests' SMTP server)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def _work(app, *queues: str) -> None:  # noqa: ANN001
     worker.work(burst=True)
 
 
-def test_does_the_partners_job_queue_each_chunk_of_ids_in_one_round_trip(
+def test_does_the_partners_job_queue_each_chunk_in_one_round_trip(
     app, db_session, monkeypatch
 ) -> None:
     partner_id, ids = _due_invoices(app, db_session, 5)
@@ -61,9 +61,9 @@ def test_does_the_partners_job_queue_each_chunk_of_ids_in_one_round_trip(
     assert result == {"run": run.id, "sweep": 1, "invoices": 5, "chunks": 3}
     jobs = default.get_jobs()
     assert [(job.func_name, job.args) for job in jobs] == [
-        ("app.jobs.dunning.sweep_chunk_job", (run.id, 1, 0, ids[0:2])),
-        ("app.jobs.dunning.sweep_chunk_job", (run.id, 1, 1, ids[2:4])),
-        ("app.jobs.dunning.sweep_chunk_job", (run.id, 1, 2, ids[4:5])),
+        ("app.jobs.dunning.sweep_chunk_job", (run.id, 1, 0, ids[0], ids[1])),
+        ("app.jobs.dunning.sweep_chunk_job", (run.id, 1, 1, ids[2], ids[3])),
+        ("app.jobs.dunning.sweep_chunk_job", (run.id, 1, 2, ids[4], ids[4])),
     ]
     assert [job.id for job in jobs] == [f"dunning-{run.id}-1-{n}" for n in range(3)]
     assert all(job.retries_left == 3 for job in jobs)
@@ -76,7 +76,7 @@ def test_do_the_chunk_jobs_complete_the_run_and_send_each_email_once(app, db_ses
     result = run_partner_dunning(partner_id, DAY)
     default = app.extensions["portico"].queue("default")
     # The same chunk queued a second time (an operator's requeue, a retry racing the first).
-    default.enqueue("app.jobs.dunning.sweep_chunk_job", result["run"], 1, 0, ids[0:2])
+    default.enqueue("app.jobs.dunning.sweep_chunk_job", result["run"], 1, 0, ids[0], ids[1])
 
     settings = app.config["PORTICO"]
     with LocalSMTPServer() as smtp:

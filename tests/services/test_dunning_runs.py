@@ -9,9 +9,9 @@ from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import text
-from sqlmodel import select
+from sqlmodel import col, select
 
-from app.models import DunningNotice, DunningRun, OutboxMessage
+from app.models import DunningNotice, DunningRun, Invoice, OutboxMessage
 from app.models.dunning import DunningRunChunk
 from app.services.dunning_runs import SweepPlan, start_sweep, sweep_run_chunk
 from tests.services.dunning_helpers import (
@@ -31,18 +31,18 @@ class Crash(Exception):
 
 
 def _partner_with_due(app, db_session, count: int = 5):  # noqa: ANN001, ANN202
+    """``count`` invoices due their day-5 reminder on DAY, each followed (in id order) by
+    one not due yet, which lies inside the chunks' id ranges and must stay untouched."""
+    due: list[int] = []
     with app.app_context():
         partner = make_partner(db_session, "alder")
-        invoices = [
-            make_invoice(
-                db_session, partner, make_account(db_session, partner, f"Ada {n}"), due=DUE
-            )
-            for n in range(count)
-        ]
-        make_invoice(  # not due yet: never selected
-            db_session, partner, make_account(db_session, partner, "Later"), due=DAY + timedelta(3)
-        )
-    return partner, [inv.id for inv in invoices]
+        for n in range(count):
+            for name, day in ((f"Ada {n}", DUE), (f"Later {n}", DAY + timedelta(days=3))):
+                account = make_account(db_session, partner, name)
+                invoice = make_invoice(db_session, partner, account, due=day)
+                if day == DUE:
+                    due.append(invoice.id)
+    return partner, due
 
 
 def _chunk(app, db_session, plan: SweepPlan, n: int, **kwargs) -> Counter[str]:  # noqa: ANN001
@@ -52,7 +52,8 @@ def _chunk(app, db_session, plan: SweepPlan, n: int, **kwargs) -> Counter[str]: 
             run_id=plan.run_id,
             sweep=plan.sweep,
             chunk=n,
-            invoice_ids=plan.chunks[n],
+            first_id=plan.chunks[n][0],
+            last_id=plan.chunks[n][1],
             now=morning(DAY),
             base_url=BASE_URL,
             **kwargs,
@@ -80,7 +81,7 @@ def test_does_a_sweep_cut_the_due_ids_into_chunks_and_record_them(app, db_sessio
         db_session, partner_id=partner.id, run_date=DAY, now=morning(DAY), chunk_size=2
     )
 
-    assert plan.chunks == [ids[0:2], ids[2:4], ids[4:5]]
+    assert plan.chunks == [(ids[0], ids[1]), (ids[2], ids[3]), (ids[4], ids[4])]
     assert plan.sweep == 1 and plan.invoices == 5
     run = _run(db_session)
     assert (run.id, run.sweeps) == (plan.run_id, 1)
@@ -104,6 +105,23 @@ def test_do_the_chunks_in_any_order_complete_the_run_with_its_totals(app, db_ses
     assert _figures(run) == ("complete", 5, 5, 10, 3, 3)
     assert run.finished_at == morning(DAY)
     assert len(emails) == len(set(emails)) == 10 == _rows(db_session, OutboxMessage)
+    later = db_session.exec(select(Invoice).where(col(Invoice.id).not_in(_ids))).all()
+    assert len(later) == 5 and {i.status for i in later} == {"created"}  # between, not due
+
+
+def test_does_a_chunk_leave_an_invoice_paid_since_the_sweep_started(app, db_session) -> None:
+    partner, ids = _partner_with_due(app, db_session, count=3)
+    plan = start_sweep(db_session, partner_id=partner.id, run_date=DAY, now=morning(DAY))
+    paid = db_session.get(Invoice, ids[1])
+    paid.amount_paid, paid.status, paid.next_dunning_on = paid.total, "paid", None
+    db_session.add(paid)
+    db_session.commit()
+
+    counts = _chunk(app, db_session, plan, 0)
+
+    assert (counts["invoices"], counts["sent"]) == (2, 2)
+    assert _figures(_run(db_session)) == ("complete", 2, 2, 4, 1, 1)
+    assert _rows(db_session, DunningNotice) == 2
 
 
 def test_does_a_chunk_run_twice_send_and_count_once(app, db_session) -> None:
@@ -143,7 +161,7 @@ def test_does_a_chunk_that_died_between_its_transactions_lose_and_double_nothing
 
     rerun = _chunk(app, db_session, plan, 0, batch_size=2)
 
-    assert (rerun["sent"], rerun["taken"]) == (3, 2)  # the first two are no longer due
+    assert (rerun["invoices"], rerun["sent"]) == (3, 3)  # the first two are no longer due
     assert _figures(_run(db_session)) == ("complete", 5, 5, 10, 1, 1)
     assert _rows(db_session, DunningNotice) == 5
     assert _rows(db_session, OutboxMessage) == 10
