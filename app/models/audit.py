@@ -10,7 +10,10 @@ from app.models.base import Field, SQLModel, created_at
 
 
 class AuditEvent(SQLModel, table=True):
-    __table_args__ = (Index("ix_auditevent_subject", "subject_type", "subject_id"),)
+    __table_args__ = (
+        Index("ix_auditevent_subject", "subject_type", "subject_id"),
+        Index("ix_auditevent_account_created", "customer_account_id", "created_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     partner_id: int | None = Field(default=None, foreign_key="partner.id", index=True)

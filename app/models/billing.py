@@ -79,6 +79,9 @@ class Invoice(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("partner_id", "series", "sequence"),
         Index("ix_invoice_account_status", "customer_account_id", "status"),
+        # Open and overdue invoices of a partner (dashboard figures, the customer list's
+        # overdue filter): a small part of all invoices, found without reading the rest.
+        Index("ix_invoice_partner_status_due", "partner_id", "status", "due_date"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -152,7 +155,20 @@ class PaymentStatus(StrEnum):
 class Payment(SQLModel, table=True):
     """One attempt to move money; ``purpose_key`` is unique, so a purpose is paid once."""
 
-    __table_args__ = (Index("ix_payment_account_created", "customer_account_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_payment_account_created", "customer_account_id", "created_at"),
+        # The dashboard's money collected per month: approved payments of a partner by
+        # day, with every column the sum reads (PostgreSQL answers from the index alone).
+        Index(
+            "ix_payment_partner_received",
+            "partner_id",
+            "status",
+            "received_on",
+            "currency",
+            "kind",
+            "amount",
+        ),  # fmt: skip
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     partner_id: int = Field(foreign_key="partner.id", index=True)
