@@ -16,7 +16,9 @@ no request limit and no injected failure (the billing run's normal case):
 and prints, per operation, the time per call in microseconds (the median over repeats of
 each repeat's mean) and, from SQLAlchemy's ``before_cursor_execute`` and ``commit`` events
 and the pool's ``checkout`` event, the statements, commits and connection checkouts per
-call. This prints figures; it is not a pass/fail test.
+call. ``--json FILE`` appends the figures (each repeat's mean time and statements per
+call, per operation and backend; ``bench/support.py``). This prints figures; it is not a
+pass/fail test.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class Meter:
         self.counts["checkouts"] += 1
 
 
-def run_backend(backend: str, calls: int, repeats: int) -> None:
+def run_backend(backend: str, calls: int, repeats: int) -> list[support.Figure]:
     from app.config import Settings
     from app.extensions import build_engine, build_gateway
     from app.gateway.base import CardDetails
@@ -85,6 +87,7 @@ def run_backend(backend: str, calls: int, repeats: int) -> None:
             gateway.charge(amount=100, currency="USD", token=token, idempotency_key=f"w{i}")
 
         times: dict[str, list[float]] = {op: [] for op in OPERATIONS}
+        statements: dict[str, list[float]] = {op: [] for op in OPERATIONS}
         work: dict[str, Counter[str]] = {op: Counter() for op in OPERATIONS}
         made: Counter[str] = Counter()
 
@@ -94,7 +97,9 @@ def run_backend(backend: str, calls: int, repeats: int) -> None:
             results = [call(i) for i in range(count)]
             elapsed = time.perf_counter() - started
             times[op].append(1e6 * elapsed / count)
-            work[op] += meter.counts - before
+            done = meter.counts - before
+            statements[op].append(done["statements"] / count)
+            work[op] += done
             made[op] += count
             return results
 
@@ -154,6 +159,31 @@ def run_backend(backend: str, calls: int, repeats: int) -> None:
             f"{work[op]['statements'] / total:>11.2f} {work[op]['commits'] / total:>8.2f} "
             f"{work[op]['checkouts'] / total:>10.2f}"
         )
+    db = "PostgreSQL" if backend == "postgres" else "SQLite"
+    note = f"{calls} calls per repeat, one thread, no latency, {db}"
+    figures = []
+    for op in OPERATIONS:
+        figures.append(
+            support.Figure(
+                benchmark="sandbox_calls",
+                name=f"{op}: time per call, {db}",
+                unit="µs",
+                values=times[op],
+                higher_is_better=False,
+                note=note,
+            )
+        )
+        figures.append(
+            support.Figure(
+                benchmark="sandbox_calls",
+                name=f"{op}: statements per call, {db}",
+                unit="statements",
+                values=statements[op],
+                higher_is_better=False,
+                note="cursor executions on the sandbox's engine",
+            )
+        )
+    return figures
 
 
 def main() -> None:
@@ -161,14 +191,16 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--charges", type=int, default=1000, help="calls per operation")
-    parser.add_argument("--repeats", type=int, default=5)
+    support.add_report_arguments(parser, repeats=5)
     parser.add_argument(
         "--backend", choices=("sqlite", "postgres", "both"), default="both", help="database"
     )
     args = parser.parse_args()
     backends = ("sqlite", "postgres") if args.backend == "both" else (args.backend,)
+    figures = []
     for backend in backends:
-        run_backend(backend, args.charges, args.repeats)
+        figures += run_backend(backend, args.charges, args.repeats)
+    support.save_figures(args.json, figures)
 
 
 if __name__ == "__main__":
