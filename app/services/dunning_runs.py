@@ -102,20 +102,14 @@ def start_sweep(
 
     With nothing due the run is complete at once. Raises the database's errors.
     """
-    run_id = session.execute(
-        select(_run.c.id).where(_run.c.partner_id == partner_id, _run.c.run_date == run_date)
-    ).scalar()
-    if run_id is None:
-        run, _created = claim_run(session, partner_id=partner_id, run_date=run_date)
-        run_id = run.id
     ids = due_invoice_ids(session, partner_id=partner_id, as_of=run_date)
     chunks = [
         (ids[start], ids[min(start + chunk_size, len(ids)) - 1])
         for start in range(0, len(ids), chunk_size)
     ]
-    sweep = session.execute(
+    record = (
         update(_run)
-        .where(_run.c.id == run_id)
+        .where(_run.c.partner_id == partner_id, _run.c.run_date == run_date)
         .values(
             sweeps=_run.c.sweeps + 1,
             chunks=len(chunks),
@@ -123,8 +117,14 @@ def start_sweep(
             status=DunningRunStatus.RUNNING if chunks else DunningRunStatus.COMPLETE,
             finished_at=None if chunks else now,
         )
-        .returning(_run.c.sweeps)
-    ).scalar_one()
+        .returning(_run.c.id, _run.c.sweeps)
+    )
+    row = session.execute(record).first()
+    if row is None:  # no cron tick claimed the day (the CLI, an operator): claim it here
+        session.rollback()
+        claim_run(session, partner_id=partner_id, run_date=run_date)
+        row = session.execute(record).one()
+    run_id, sweep = row
     session.commit()
     return SweepPlan(run_id=int(run_id), sweep=int(sweep), invoices=len(ids), chunks=chunks)
 
