@@ -18,6 +18,7 @@ never write a stage twice.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,14 +61,15 @@ BeforeCommit = Callable[[Session, Counter[str]], None]
 _invoice = Invoice.__table__  # type: ignore[attr-defined]
 # The ids come back as one value, read from ix_invoice_dunning_due alone: fetching 10,000
 # one-column rows one at a time cost ~10 ms of a sweep's start; on PostgreSQL one array in
-# binary form ~1.5 ms (as text, PostgreSQL printing and psycopg parsing it, ~2 ms more).
+# binary form ~1.5 ms (as text, PostgreSQL printing and psycopg parsing it, ~2 ms more),
+# on SQLite one JSON array ~2 ms (rows ~5 ms, a comma-separated list ~3 ms).
 _PG_DUE_IDS = (
     "SELECT array_agg(id) FROM invoice "
     "WHERE partner_id = %(partner_id)s AND next_dunning_on <= %(as_of)s"
 )
 _PG_RANGE = " AND id BETWEEN %(first_id)s AND %(last_id)s"
-_SQLITE_DUE_IDS = {  # "1,5,9"; built once, whole or within an id range
-    ranged: core_select(func.group_concat(_invoice.c.id)).where(
+_SQLITE_DUE_IDS = {  # "[1,5,9]"; built once, whole or within an id range
+    ranged: core_select(func.json_group_array(_invoice.c.id)).where(
         _invoice.c.partner_id == bindparam("partner_id"),
         _invoice.c.next_dunning_on <= bindparam("as_of"),
         *((_invoice.c.id.between(bindparam("first_id"), bindparam("last_id")),) if ranged else ()),
@@ -107,8 +109,7 @@ def due_invoice_ids(
             row = cursor.fetchone()
         ids = (row[0] if row else None) or []
     else:
-        listed = session.execute(_SQLITE_DUE_IDS[ranged], params).scalar()
-        ids = [int(i) for i in listed.split(",")] if listed else []
+        ids = json.loads(session.execute(_SQLITE_DUE_IDS[ranged], params).scalar() or "[]")
     return sorted(ids)
 
 
