@@ -52,7 +52,7 @@ def run_command(day: str | None, dry_run: bool, slug: str | None) -> None:
 
 
 def _preview(session: Session, partner_id: int, name: str, run_date: date) -> None:
-    from app.services.dunning import preview_sweep
+    from app.services.dunning_preview import preview_sweep
 
     plans = preview_sweep(session, partner_id=partner_id, as_of=run_date)
     sends = [p for p in plans if p.decision is not None and p.decision.stage is not None]
