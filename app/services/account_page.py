@@ -21,6 +21,7 @@ from app.services.orders import account_orders
 from app.services.receipts import MANUAL_KINDS, payment_method_label
 
 PAYMENTS_LIMIT = 20
+INVOICES_PER_PAGE = 20
 # Refunds and voids are shown on the payment they belong to, not as payments of their own.
 _NOT_PAYMENTS = (PaymentKind.REFUND, PaymentKind.VOID)
 
@@ -50,17 +51,22 @@ class AccountPage(AccountOverview):
     order_count: int = 0
 
 
-def account_page(session: Session, user: User, customer_id: int, *, as_of: date) -> AccountPage:
+def account_page(
+    session: Session, user: User, customer_id: int, *, as_of: date, invoice_page: int = 1
+) -> AccountPage:
     """The account page of ``customer_id`` as seen by ``user`` on the partner's ``as_of``.
 
-    Card expiry warnings are relative to ``as_of`` (the partner's local today). Payments
-    are the latest ``PAYMENTS_LIMIT``, orders the latest ``ACCOUNT_ORDERS_LIMIT`` and
-    history the latest ``HISTORY_LIMIT``, each with its total count. The number of
-    statements does not depend on the number of rows.
+    Card expiry warnings are relative to ``as_of`` (the partner's local today). Invoices
+    are page ``invoice_page`` of ``INVOICES_PER_PAGE``, newest first; payments are the
+    latest ``PAYMENTS_LIMIT``, orders the latest ``ACCOUNT_ORDERS_LIMIT`` and history the
+    latest ``HISTORY_LIMIT``, each with its total count. The number of statements does not
+    depend on the number of rows.
 
     Raises NotFound when the account does not exist or the user may not see it.
     """
-    overview = account_overview(session, user, customer_id)
+    overview = account_overview(
+        session, user, customer_id, invoice_page=invoice_page, invoices_per_page=INVOICES_PER_PAGE
+    )
     timezone = overview.partner.timezone
     payments, payment_count = latest_payments(session, overview.account.id, timezone=timezone)  # type: ignore[arg-type]
     history, history_count = account_history(session, overview.account, timezone=timezone)
@@ -72,6 +78,9 @@ def account_page(session: Session, user: User, customer_id: int, *, as_of: date)
         payment_methods=overview.payment_methods,
         subscriptions=overview.subscriptions,
         invoices=overview.invoices,
+        invoice_count=overview.invoice_count,
+        invoice_page=overview.invoice_page,
+        invoice_per_page=overview.invoice_per_page,
         methods=[
             MethodRow(m, card_expiry(m.exp_month, m.exp_year, as_of=as_of))
             for m in overview.payment_methods

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Generic, TypeVar
 
-from sqlalchemy import case
+from sqlalchemy import case, exists
 from sqlmodel import Session, col, func, or_, select
 
 from app.domain.schedule import SubscriptionStatus
@@ -64,12 +64,24 @@ class Page(Generic[T]):
 
 @dataclass(frozen=True)
 class AccountOverview:
+    """An account with its methods, subscriptions and invoices (all of them, or the page
+    ``invoice_page`` of ``invoice_per_page``, newest first, of ``invoice_count``)."""
+
     account: CustomerAccount
     partner: Partner
     balance_due: int
     payment_methods: list[PaymentMethod]
     subscriptions: list[Subscription]
     invoices: list[Invoice]
+    invoice_count: int = 0
+    invoice_page: int = 1
+    invoice_per_page: int = 0  # 0: every invoice is in ``invoices``
+
+    @property
+    def invoice_pages(self) -> int:
+        if not self.invoice_per_page:
+            return 1
+        return max(1, -(-self.invoice_count // self.invoice_per_page))
 
 
 def _balances():  # noqa: ANN202
@@ -145,7 +157,8 @@ def list_customers(
     """The partner user's customers with balance due, next charge date and whether they
     have an overdue invoice (as of the partner-local day ``as_of``), filtered and paginated.
 
-    Two statements (count, page) whatever ``per_page`` is. A page past the end shows the
+    Two statements (count, page) whatever ``per_page`` is; the page's sums and flags are
+    computed for its own rows only, not for every customer. A page past the end shows the
     last page.
 
     Raises:
@@ -153,30 +166,7 @@ def list_customers(
     """
     filters = filters or CustomerFilters()
     partner_id = partner_id_of(user)
-    balances = _balances()
-    next_dates = (
-        select(
-            Subscription.customer_account_id.label("account_id"),
-            func.min(
-                case(
-                    (
-                        Subscription.status == SubscriptionStatus.RECURRING,
-                        Subscription.next_charge_date,
-                    ),
-                    else_=None,
-                )
-            ).label("next_date"),
-        )
-        .where(Subscription.partner_id == partner_id)
-        .group_by(Subscription.customer_account_id)
-        .subquery()
-    )
-    overdue = (
-        select(Invoice.customer_account_id.label("account_id"), func.count().label("n"))
-        .where(Invoice.partner_id == partner_id, overdue_invoice(as_of))
-        .group_by(Invoice.customer_account_id)
-        .subquery()
-    )
+    account_id = col(CustomerAccount.id)
     conditions = [CustomerAccount.partner_id == partner_id]
     if filters.search:
         # Escape LIKE wildcards so "50%" or "a_b" match literally.
@@ -195,8 +185,9 @@ def list_customers(
         started = col(CustomerAccount.on_behalf_start)
         conditions.append(started.is_not(None) if filters.on_behalf == "yes" else started.is_(None))
     if filters.overdue:
-        late = select(overdue.c.account_id)
-        account_id = col(CustomerAccount.id)
+        late = select(Invoice.customer_account_id).where(
+            Invoice.partner_id == partner_id, overdue_invoice(as_of)
+        )
         conditions.append(
             account_id.in_(late) if filters.overdue == "yes" else account_id.not_in(late)
         )
@@ -204,23 +195,37 @@ def list_customers(
         session.exec(select(func.count()).select_from(CustomerAccount).where(*conditions)).one()
     )
     page = min(max(1, page), max(1, -(-total // per_page)))
-    rows = session.exec(
-        select(
-            CustomerAccount,
-            func.coalesce(balances.c.balance, 0),
-            next_dates.c.next_date,
-            func.coalesce(overdue.c.n, 0),
-        )
-        .outerjoin(balances, balances.c.account_id == CustomerAccount.id)
-        .outerjoin(next_dates, next_dates.c.account_id == CustomerAccount.id)
-        .outerjoin(overdue, overdue.c.account_id == CustomerAccount.id)
+    # The page's accounts first, then their figures: the sums run for these rows only.
+    shown = (
+        select(account_id)
         .where(*conditions)
-        .order_by(CustomerAccount.name, CustomerAccount.id)
+        .order_by(CustomerAccount.name, account_id)
         .offset((page - 1) * per_page)
         .limit(per_page)
+        .subquery()
+    )
+    of_account = Invoice.customer_account_id == account_id
+    balance = (
+        select(func.coalesce(func.sum(Invoice.total - Invoice.amount_paid), 0))
+        .where(of_account, col(Invoice.status).in_(OPEN_STATUSES))
+        .scalar_subquery()
+    )
+    next_date = (
+        select(func.min(Subscription.next_charge_date))
+        .where(
+            Subscription.customer_account_id == account_id,
+            Subscription.status == SubscriptionStatus.RECURRING,
+        )
+        .scalar_subquery()
+    )
+    has_overdue = exists().where(of_account, overdue_invoice(as_of))
+    rows = session.exec(
+        select(CustomerAccount, balance, next_date, has_overdue)
+        .join(shown, shown.c.id == account_id)
+        .order_by(CustomerAccount.name, account_id)
     ).all()
     return Page(
-        rows=[CustomerRow(a, int(b), _as_date(d), int(n) > 0) for a, b, d, n in rows],
+        rows=[CustomerRow(a, int(b), _as_date(d), bool(late)) for a, b, d, late in rows],
         page=page,
         per_page=per_page,
         total=total,
@@ -234,12 +239,21 @@ def _as_date(value: object) -> date | None:
 
 
 def account_overview(
-    session: Session, user: User, customer_id: int | None = None
+    session: Session,
+    user: User,
+    customer_id: int | None = None,
+    *,
+    invoice_page: int = 1,
+    invoices_per_page: int | None = None,
 ) -> AccountOverview:
     """One account with its methods, subscriptions and invoices.
 
     Without ``customer_id`` a customer gets their own account. With it, anyone gets that
     account only if they may see it (a customer only their own). Raises NotFound otherwise.
+
+    With ``invoices_per_page`` only that page of the invoices (newest first) is loaded;
+    their number and the balance due over all of them come with it, in the same statement
+    (a page past the end shows the last page, two more statements).
     """
     if customer_id is None:
         account = own_account(session, user)
@@ -256,13 +270,51 @@ def account_overview(
         .where(Subscription.customer_account_id == account.id)
         .order_by(Subscription.id)
     ).all()
-    invoices = session.exec(
-        select(Invoice)
-        .where(Invoice.customer_account_id == account.id)
-        .order_by(col(Invoice.issue_date).desc(), col(Invoice.id).desc())
-    ).all()
-    balance = sum(inv.balance for inv in invoices if inv.status in OPEN_STATUSES)
     assert partner is not None
+    if invoices_per_page is None:
+        invoices = list(
+            session.exec(
+                select(Invoice)
+                .where(Invoice.customer_account_id == account.id)
+                .order_by(col(Invoice.issue_date).desc(), col(Invoice.id).desc())
+            ).all()
+        )
+        balance = sum(inv.balance for inv in invoices if inv.status in OPEN_STATUSES)
+        return AccountOverview(
+            account, partner, balance, list(methods), list(subscriptions), invoices, len(invoices)
+        )
+    page = max(1, invoice_page)
+    invoices, count, balance = _invoice_page(session, account.id, page, invoices_per_page)  # type: ignore[arg-type]
+    if not invoices and page > 1:  # past the end: show the last page
+        count = int(
+            session.exec(
+                select(func.count()).where(Invoice.customer_account_id == account.id)
+            ).one()
+        )
+        page = max(1, -(-count // invoices_per_page))
+        invoices, count, balance = _invoice_page(session, account.id, page, invoices_per_page)  # type: ignore[arg-type]
     return AccountOverview(
-        account, partner, balance, list(methods), list(subscriptions), list(invoices)
+        account, partner, balance, list(methods), list(subscriptions), invoices,
+        count, page, invoices_per_page,
+    )  # fmt: skip
+
+
+def _invoice_page(
+    session: Session, account_id: int, page: int, per_page: int
+) -> tuple[list[Invoice], int, int]:
+    """Page ``page`` of the account's invoices (newest first), how many there are, and the
+    balance due of the open ones, in one statement: the totals are window sums over all of
+    the account's invoices, so they come back only with at least one row (else 0, 0)."""
+    open_balance = case(
+        (col(Invoice.status).in_(OPEN_STATUSES), Invoice.total - Invoice.amount_paid), else_=0
     )
+    rows = session.exec(
+        select(Invoice, func.count().over(), func.sum(open_balance).over())
+        .where(Invoice.customer_account_id == account_id)
+        .order_by(col(Invoice.issue_date).desc(), col(Invoice.id).desc())
+        .offset((page - 1) * per_page)
+        .limit(per_page)
+    ).all()
+    if not rows:
+        return [], 0, 0
+    return [inv for inv, _, _ in rows], int(rows[0][1]), int(rows[0][2] or 0)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, or_, union_all
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, func, select
 
 from app.domain.money import format_money
@@ -48,33 +49,42 @@ def account_history(
     subscriptions, newest first. One statement, whatever the number of rows. The caller
     has already checked that the user may see ``account``; raises nothing of its own.
     """
-    own_subscription = and_(
-        AuditEvent.subject_type == "subscription",
-        Subscription.customer_account_id == account.id,
+    # Three index lookups: the account's own events, then events of its subscriptions and
+    # events about the account that carry no (or another) account id, so no event comes
+    # twice and no other account's events are read.
+    elsewhere = or_(
+        col(AuditEvent.customer_account_id).is_(None),
+        AuditEvent.customer_account_id != account.id,
     )
-    about_account = and_(
+    own = select(AuditEvent).where(AuditEvent.customer_account_id == account.id)
+    of_subscriptions = select(AuditEvent).where(
+        AuditEvent.subject_type == "subscription",
+        col(AuditEvent.subject_id).in_(
+            select(Subscription.id).where(Subscription.customer_account_id == account.id)
+        ),
+        elsewhere,
+    )
+    about_account = select(AuditEvent).where(
         col(AuditEvent.subject_type).in_(("account", "customer_account")),
         AuditEvent.subject_id == account.id,
+        elsewhere,
     )
+    event = aliased(AuditEvent, union_all(own, of_subscriptions, about_account).subquery())
     rows = session.exec(
         select(
-            AuditEvent,
+            event,
             User.name,
             User.email,
             Subscription.description,
             Subscription.currency,
             func.count().over(),
         )
-        .outerjoin(User, col(User.id) == AuditEvent.actor_user_id)
+        .outerjoin(User, col(User.id) == event.actor_user_id)
         .outerjoin(
             Subscription,
-            and_(
-                AuditEvent.subject_type == "subscription",
-                col(Subscription.id) == AuditEvent.subject_id,
-            ),
+            and_(event.subject_type == "subscription", col(Subscription.id) == event.subject_id),
         )
-        .where(or_(AuditEvent.customer_account_id == account.id, own_subscription, about_account))
-        .order_by(col(AuditEvent.created_at).desc(), col(AuditEvent.id).desc())
+        .order_by(event.created_at.desc(), event.id.desc())
         .limit(limit)
     ).all()
     zone = ZoneInfo(timezone)

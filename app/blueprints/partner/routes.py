@@ -46,7 +46,13 @@ def customer_page(customer_id: int, *, status: int = 200, **on_behalf: object) -
     session = db_session()
     user = acting_user()
     partner = partner_of(session, user)
-    overview = account_page(session, user, customer_id, as_of=local_today(partner.timezone))
+    overview = account_page(
+        session,
+        user,
+        customer_id,
+        as_of=local_today(partner.timezone),
+        invoice_page=request.args.get("invoices", 1, type=int) or 1,
+    )
     countries = current_app.config["PORTICO"].billing_on_behalf_countries
     start = overview.account.on_behalf_start
     state = {
