@@ -1,22 +1,29 @@
 """First-load weight of the take-payment widget, as Chromium transfers it.
 
-    .venv/bin/python bench/widget_weight.py
+    .venv/bin/python bench/widget_weight.py                # SQLite, Redis as below
+    .venv/bin/python bench/widget_weight.py --postgres     # the same on the local PostgreSQL
+    .venv/bin/python bench/widget_weight.py --repeats 3 --json out.jsonl
     .venv/bin/python bench/widget_weight.py --base-url http://127.0.0.1:5000 \
         --host-url http://localhost:5001/
 
-Without --base-url it starts Portico (gunicorn, a fresh SQLite database with the demo data,
-see widget_latency.py) and the demo community page (``python -m app.demo_site``) on
-another origin, which it adds to the US partner's allowed origins. With --base-url it
-measures a running stack whose page --host-url (default: the ``make run`` demo page)
-embeds the widget from an allowed origin.
+Without --base-url it starts Portico (gunicorn with the Procfile's ``web`` command on a
+fresh demo database, see ``widget_latency.py``; ``--postgres`` and ``--redis-url`` as
+there) and the demo community page (``python -m app.demo_site``) on another origin, which
+it adds to the US partner's allowed origins. With --base-url it measures a running stack
+whose page --host-url (default: the ``make run`` demo page) embeds the widget from an
+allowed origin.
 
-It opens the host page in a fresh Chromium context (empty cache, so a first load), waits
-until the widget has rendered inside its iframe, and sums, for ``embed.js`` and every
-HTML, CSS and JS resource of the widget's frame, the response body bytes as transferred
-(gzip-compressed when the server compressed them: Chromium sends Accept-Encoding) —
-Playwright's ``request.sizes()``, i.e. the DevTools ``encodedDataLength`` minus headers.
-Header bytes and the uncompressed sizes are shown beside them. Budget: 30 KB (30,000
-bytes) of compressed HTML + CSS + JS. This prints figures; it is not a pass/fail test.
+Each repeat opens the host page in a fresh Chromium context (empty cache, so a first
+load), waits until the widget has rendered inside its iframe, and sums, for ``embed.js``
+and every HTML, CSS and JS resource of the widget's frame, the response body bytes as
+transferred (gzip-compressed when the server compressed them: Chromium sends
+Accept-Encoding) — Playwright's ``request.sizes()``, i.e. the DevTools
+``encodedDataLength`` minus headers. Header bytes and the uncompressed sizes are shown
+beside them. The page is the same on every load but for its form token, so the repeats
+agree to within a few bytes. Budget: 30 KB (30,000 bytes) of compressed HTML + CSS + JS.
+Figures (``--json``): "first-load bytes compressed" (budget <= 30,000) and "first-load
+bytes uncompressed", one value per repeat. This prints figures; it is not a pass/fail
+test.
 """
 
 from __future__ import annotations
@@ -26,12 +33,15 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from playwright.sync_api import Request, sync_playwright
-from widget_latency import REPO_ROOT, free_port, portico_server, stop, wait_for
+from widget_latency import REPO_ROOT, bench_redis_url, free_port, portico_server, stop, wait_for
+
+from bench import support  # widget_latency put the repository on sys.path
 
 BUDGET_BYTES = 30_000
 WIDGET_KEY = "harbor-support"
@@ -75,46 +85,50 @@ def _chromium() -> str | None:
     return None
 
 
-def measure(host_url: str, portico: str) -> list[Resource]:
-    """Load ``host_url`` once, cold, and return the widget's HTML, CSS and JS resources."""
-    finished: list[Request] = []
+def measure(host_url: str, portico: str, repeats: int) -> list[list[Resource]]:
+    """Load ``host_url`` ``repeats`` times, each cold; the widget's HTML, CSS and JS each time."""
     with sync_playwright() as playwright:
         launch: dict[str, object] = {"headless": True, "args": ["--no-sandbox", "--disable-gpu"]}
         if executable := _chromium():
             launch["executable_path"] = executable
         browser = playwright.chromium.launch(**launch)
         try:
-            context = browser.new_context()
-            page = context.new_page()
-            page.on("requestfinished", lambda request: finished.append(request))
-            page.goto(host_url)
-            frame = page.frame_locator("iframe")
-            frame.get_by_role("heading", level=1).wait_for(timeout=15_000)
-            page.wait_for_load_state("networkidle")
-            resources = []
-            for request in finished:
-                kind = KINDS.get(request.resource_type)
-                in_widget = request.frame != page.main_frame
-                if kind is None or not request.url.startswith(portico):
-                    continue
-                if not in_widget and not request.url.endswith("/embed.js"):
-                    continue
-                response = request.response()
-                assert response is not None, request.url
-                sizes = request.sizes()
-                resources.append(
-                    Resource(
-                        url=request.url.removeprefix(portico),
-                        kind=kind,
-                        encoding=response.headers.get("content-encoding", "-"),
-                        body=sizes["responseBodySize"],
-                        headers=sizes["responseHeadersSize"],
-                        decoded=len(response.body()),
-                    )
-                )
-            context.close()
+            return [_first_load(browser, host_url, portico) for _ in range(repeats)]
         finally:
             browser.close()
+
+
+def _first_load(browser, host_url: str, portico: str) -> list[Resource]:  # noqa: ANN001
+    finished: list[Request] = []
+    context = browser.new_context()  # a new profile: empty cache
+    page = context.new_page()
+    page.on("requestfinished", lambda request: finished.append(request))
+    page.goto(host_url)
+    frame = page.frame_locator("iframe")
+    frame.get_by_role("heading", level=1).wait_for(timeout=15_000)
+    page.wait_for_load_state("networkidle")
+    resources = []
+    for request in finished:
+        kind = KINDS.get(request.resource_type)
+        in_widget = request.frame != page.main_frame
+        if kind is None or not request.url.startswith(portico):
+            continue
+        if not in_widget and not request.url.endswith("/embed.js"):
+            continue
+        response = request.response()
+        assert response is not None, request.url
+        sizes = request.sizes()
+        resources.append(
+            Resource(
+                url=request.url.removeprefix(portico),
+                kind=kind,
+                encoding=response.headers.get("content-encoding", "-"),
+                body=sizes["responseBodySize"],
+                headers=sizes["responseHeadersSize"],
+                decoded=len(response.body()),
+            )
+        )
+    context.close()
     order = ["HTML", "CSS", "JS"]  # after embed.js (on the host page): the frame's resources
     return sorted(resources, key=lambda r: (r.url != "/embed.js", order.index(r.kind), r.url))
 
@@ -142,26 +156,59 @@ def report(resources: list[Resource]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--postgres", action="store_true", help="a database on the local PG")
+    parser.add_argument("--redis-url", default="", help="default: REDIS_URL or the local one")
     parser.add_argument("--base-url", help="a running Portico instead of a fresh one")
     parser.add_argument(
         "--host-url",
         default="http://localhost:5001/",
         help="with --base-url: a page on an allowed origin embedding the widget",
     )
+    support.add_report_arguments(parser)
     args = parser.parse_args()
+    started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if args.base_url:
             portico, host_url = args.base_url.rstrip("/"), args.host_url
+            where = f"running server {portico}"
         else:
             demo_port = free_port()
             server = stack.enter_context(
-                portico_server(allowed_origins=(f"http://localhost:{demo_port}",))
+                portico_server(
+                    allowed_origins=(f"http://localhost:{demo_port}",),
+                    postgres=args.postgres,
+                    redis_url=bench_redis_url(args.redis_url),
+                )
             )
-            portico = server.base_url
+            portico, where = server.base_url, f"{server.database}, {server.command}"
             host_url = stack.enter_context(host_page(portico, demo_port))
         print(f"host page: {host_url}  Portico: {portico}  (Chromium, empty cache)")
-        report(measure(host_url, portico))
+        loads = measure(host_url, portico, args.repeats)
+    report(loads[0])
+    compressed = [sum(r.body for r in load) for load in loads]
+    uncompressed = [sum(r.decoded for r in load) for load in loads]
+    print(
+        f"{len(loads)} first loads, compressed bytes: {', '.join(f'{b:,}' for b in compressed)} "
+        f"({time.perf_counter() - started:.0f} s in all, set-up included)"
+    )
+    note = f"embed.js + the widget frame's HTML, CSS and JS, Chromium, empty cache; {where}"
+    support.save_figures(
+        args.json,
+        [
+            support.Figure(
+                "widget_weight", "first-load bytes compressed", "bytes",
+                [float(b) for b in compressed], limit=BUDGET_BYTES, higher_is_better=False,
+                note=note,
+            ),
+            support.Figure(
+                "widget_weight", "first-load bytes uncompressed", "bytes",
+                [float(b) for b in uncompressed], higher_is_better=False, note=note,
+            ),
+        ],
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
