@@ -68,37 +68,17 @@ _WIDGET_BY_KEY = (
 )
 
 
+def widget_not_found() -> NotFound:
+    """The error for an unknown or inactive widget (HTTP 404)."""
+    return NotFound("This payment form does not exist or is no longer available.")
+
+
 def load_widget(session: Session, key: str) -> tuple[Widget, Partner]:
     """The active widget with public ``key`` and its partner. Raises NotFound."""
     row = session.exec(_WIDGET_BY_KEY, params={"key": key}).first()
     if row is None or not row[0].is_active:
-        raise NotFound("This payment form does not exist or is no longer available.")
+        raise widget_not_found()
     return row[0], row[1]
-
-
-_WIDGET_TABLE, _PARTNER_TABLE = Widget.__table__, Partner.__table__  # type: ignore[attr-defined]
-_SNAPSHOT_BY_KEY = (
-    select(*_WIDGET_TABLE.c, _PARTNER_TABLE.c.name, _PARTNER_TABLE.c.allowed_origins)
-    .join(_PARTNER_TABLE, _PARTNER_TABLE.c.id == _WIDGET_TABLE.c.partner_id)
-    .where(_WIDGET_TABLE.c.key == bindparam("key"))
-)
-
-
-def widget_snapshot(session: Session, key: str) -> tuple | None:
-    """The widget with public ``key`` as one plain row; None when there is none.
-
-    Every column of the widget, then its partner's name and allowed origins, read without
-    building ORM objects (about a third of ``load_widget``'s cost). Equal to
-    :func:`snapshot_of` the pair that ``load_widget`` returns.
-    """
-    row = session.connection().execute(_SNAPSHOT_BY_KEY, {"key": key}).first()
-    return None if row is None else tuple(row)
-
-
-def snapshot_of(widget: Widget, partner: Partner) -> tuple:
-    """What ``widget_snapshot`` reads, from loaded objects."""
-    columns = tuple(getattr(widget, column.name) for column in _WIDGET_TABLE.c)
-    return (*columns, partner.name, partner.allowed_origins)
 
 
 def frequency_choices(widget: Widget) -> list[str]:

@@ -12,7 +12,7 @@ from flask import Blueprint, current_app, make_response, request, send_from_dire
 from werkzeug.wrappers import Response
 
 from app.extensions import csrf, db_session, gateway
-from app.services import form_tokens, pay_links, widget_payments
+from app.services import form_tokens, pay_links, widget_config, widget_payments
 from app.services.card_testing import TooManyDeclines
 from app.services.receipts import PaymentOutcome
 from app.web.card_entry import chosen_kind, kept_values, tokenize_from_form
@@ -70,11 +70,20 @@ def _widget_page(
 
 # A fresh take-payment form differs between requests only by its form token, so it is
 # rendered once per version of the widget and each request puts its own token in. The
-# version is the snapshot of the widget and partner rows (read on every request, cheaply)
-# plus page-or-htmx-block: an edit shows on the next load. Per process, bounded. This
-# took the widget's most frequent request from ~1.9 to ~0.9 ms of CPU (bench/).
+# version is the snapshot of the widget and partner rows plus page-or-htmx-block; the
+# snapshot comes from the app's configuration cache (``widget_config``: an edit in this
+# process shows on the next load, in others within two seconds). Per process, bounded.
+# Rendering was a third of the view and reading the snapshot from the database half of
+# what was left (bench/widget_latency.py, docs/benchmarks.md).
 _FRESH_FORMS: dict[tuple[bool, str], tuple[str, list[str]]] = {}
 _TOKEN_SLOT = "portico-form-token-slot"
+
+
+def _config_cache() -> widget_config.ConfigCache:
+    cache = current_app.extensions.get("widget_config")
+    if cache is None:
+        cache = current_app.extensions.setdefault("widget_config", widget_config.ConfigCache())
+    return cache
 
 
 def _render_fresh_form(widget, partner) -> tuple[str, list[str]]:  # noqa: ANN001
@@ -82,7 +91,7 @@ def _render_fresh_form(widget, partner) -> tuple[str, list[str]]:  # noqa: ANN00
     if len(_FRESH_FORMS) >= 256:
         _FRESH_FORMS.clear()
     # Keyed by the objects it was rendered from (a concurrent edit cannot mislabel it).
-    version = (is_htmx(), repr(widget_payments.snapshot_of(widget, partner)))
+    version = (is_htmx(), repr(widget_config.snapshot_of(widget, partner)))
     _FRESH_FORMS[version] = (body, list(partner.allowed_origins))
     return _FRESH_FORMS[version]
 
@@ -90,9 +99,11 @@ def _render_fresh_form(widget, partner) -> tuple[str, list[str]]:  # noqa: ANN00
 @bp.get("/embed/take-payment/<widget_key>")
 def take_payment(widget_key: str) -> Response:
     session = db_session()
-    snapshot = widget_payments.widget_snapshot(session, widget_key)
-    cached = _FRESH_FORMS.get((is_htmx(), repr(snapshot))) if snapshot else None
-    if cached is None:  # or an unknown or inactive widget: load_widget raises NotFound
+    snapshot = _config_cache().snapshot(session, widget_key)
+    if snapshot is None:
+        raise widget_payments.widget_not_found()
+    cached = _FRESH_FORMS.get((is_htmx(), repr(snapshot)))
+    if cached is None:  # or an inactive widget: load_widget raises NotFound
         cached = _render_fresh_form(*widget_payments.load_widget(session, widget_key))
     body, origins = cached
     allow_framing_by(origins)
