@@ -124,6 +124,11 @@ class _Writer:
         self.postgres = engine.dialect.name == "postgresql"
         self.raw = engine.raw_connection()
         self.counts: dict[str, int] = {}
+        if not self.postgres:  # a throw-away set: no need to wait for the disk
+            cursor = self.raw.cursor()
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = OFF")
+            cursor.close()
 
     def write(self, table: str, data: tuple[tuple[str, ...], Iterable[tuple]]) -> None:
         columns, rows = data

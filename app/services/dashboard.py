@@ -31,12 +31,13 @@ The last two are computed in :mod:`app.services.dashboard_schedules`.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, literal, or_, union_all
+from sqlalchemy import Date, and_, case, cast, null, or_, union_all
 from sqlmodel import Session, col, func, select
 
 from app.models import (
@@ -48,6 +49,7 @@ from app.models import (
     PaymentStatus,
     User,
 )
+from app.models.base import UTCDateTime
 from app.services.dashboard_schedules import (
     EXPECTED_DAYS,
     WeekTotal,
@@ -189,17 +191,16 @@ def collected_by_month(
     """Net money collected in each of the last ``months`` local months, oldest first.
 
     The last entry is the month of ``as_of`` (so far). One statement: the payments with a
-    ``received_on`` day in the months are one range of ``ix_payment_partner_received``
-    (read from the index alone on PostgreSQL), those without one (rare: approved payments
-    get their day) a second range of it; each row is given its month's index and the
-    amounts are summed per index. Raises nothing.
+    ``received_on`` day in the months are one range of ``ix_payment_partner_received``,
+    summed per day in the index's order (read from the index alone); those without one
+    (rare: approved payments get their day) are a second range of it, read row by row.
+    The days are added up per month here. Raises nothing.
     """
     starts = month_starts(as_of, months)
     zone = ZoneInfo(partner.timezone)
-    midnights = [_local_midnight(day, zone) for day in starts]
     signed = case(
         (Payment.kind == PaymentKind.REFUND, -col(Payment.amount)), else_=col(Payment.amount)
-    ).label("amount")
+    )
     money_in = (
         Payment.partner_id == partner.id,
         Payment.status == PaymentStatus.APPROVED,
@@ -208,24 +209,23 @@ def collected_by_month(
     )
     received = col(Payment.received_on)
     instant = func.coalesce(Payment.settled_at, Payment.created_at)
-    by_day = select(_month_index(received, starts), signed).where(
-        *money_in, received >= starts[0], received < starts[-1]
+    by_day = (
+        select(received.label("day"), cast(null(), UTCDateTime()).label("at"), func.sum(signed))
+        .where(*money_in, received >= starts[0], received < starts[-1])
+        .group_by(received)
     )
-    by_instant = select(_month_index(instant, midnights), signed).where(
-        *money_in, received.is_(None), instant >= midnights[0], instant < midnights[-1]
+    by_instant = select(cast(null(), Date), instant, signed).where(
+        *money_in,
+        received.is_(None),
+        instant >= _local_midnight(starts[0], zone),
+        instant < _local_midnight(starts[-1], zone),
     )
-    rows = union_all(by_day, by_instant).subquery()
-    totals = dict(
-        session.exec(select(rows.c.month, func.sum(rows.c.amount)).group_by(rows.c.month)).all()
-    )
-    return [MonthTotal(month, int(totals.get(i) or 0)) for i, month in enumerate(starts[:-1])]
-
-
-def _month_index(value: Any, bounds: list[Any]) -> Any:
-    """SQL: the index ``i`` of the month ``bounds[i]`` … ``bounds[i + 1]`` holding ``value``
-    (which the caller has kept within ``bounds[0]`` … ``bounds[-1]``). Raises nothing."""
-    whens = [(value < bound, i) for i, bound in enumerate(bounds[1:-1])]
-    return (case(*whens, else_=len(bounds) - 2) if whens else literal(0)).label("month")
+    totals = [0] * months
+    for day, at, amount in session.exec(union_all(by_day, by_instant)).all():  # type: ignore[call-overload]
+        if day is None:
+            day = at.astimezone(zone).date()
+        totals[bisect_right(starts, day) - 1] += int(amount)
+    return [MonthTotal(month, total) for month, total in zip(starts, totals, strict=False)]
 
 
 def overdue_invoice(as_of: date) -> Any:
