@@ -103,12 +103,13 @@ def latest_payments(
     a refund shows as the refunded amount of its payment. One statement. The caller has
     checked that the account may be seen; raises nothing of its own.
     """
+    shown = (Payment.customer_account_id == account_id, col(Payment.kind).not_in(_NOT_PAYMENTS))
+    # The count is a subquery of its own (computed once), not a window over every row, so
+    # the latest rows come straight from ix_payment_account_created in its order.
+    count = select(func.count()).select_from(Payment).where(*shown).scalar_subquery()
     rows = session.exec(
-        select(Payment, func.count().over())
-        .where(
-            Payment.customer_account_id == account_id,
-            col(Payment.kind).not_in(_NOT_PAYMENTS),
-        )
+        select(Payment, count)
+        .where(*shown)
         .order_by(col(Payment.created_at).desc(), col(Payment.id).desc())
         .limit(limit)
     ).all()

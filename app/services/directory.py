@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Generic, TypeVar
 
-from sqlalchemy import case, exists
+from sqlalchemy import exists
 from sqlmodel import Session, col, func, or_, select
 
 from app.domain.schedule import SubscriptionStatus
@@ -303,18 +303,23 @@ def _invoice_page(
     session: Session, account_id: int, page: int, per_page: int
 ) -> tuple[list[Invoice], int, int]:
     """Page ``page`` of the account's invoices (newest first), how many there are, and the
-    balance due of the open ones, in one statement: the totals are window sums over all of
-    the account's invoices, so they come back only with at least one row (else 0, 0)."""
-    open_balance = case(
-        (col(Invoice.status).in_(OPEN_STATUSES), Invoice.total - Invoice.amount_paid), else_=0
+    balance due of the open ones, in one statement: the totals are subqueries computed
+    once (an index-only count, a sum over the open invoices), so they come back only with
+    at least one row (else 0, 0)."""
+    of_account = Invoice.customer_account_id == account_id
+    count = select(func.count()).select_from(Invoice).where(of_account).scalar_subquery()
+    balance = (
+        select(func.coalesce(func.sum(Invoice.total - Invoice.amount_paid), 0))
+        .where(of_account, col(Invoice.status).in_(OPEN_STATUSES))
+        .scalar_subquery()
     )
     rows = session.exec(
-        select(Invoice, func.count().over(), func.sum(open_balance).over())
-        .where(Invoice.customer_account_id == account_id)
+        select(Invoice, count, balance)
+        .where(of_account)
         .order_by(col(Invoice.issue_date).desc(), col(Invoice.id).desc())
         .offset((page - 1) * per_page)
         .limit(per_page)
     ).all()
     if not rows:
         return [], 0, 0
-    return [inv for inv, _, _ in rows], int(rows[0][1]), int(rows[0][2] or 0)
+    return [inv for inv, _, _ in rows], int(rows[0][1]), int(rows[0][2])
