@@ -60,7 +60,8 @@ def _dashboard_page(
 ) -> Response:
     session = db_session()
     user = acting_user()
-    as_of = local_today(partner_of(session, user).timezone)
+    partner = partner_of(session, user)  # kept: the service finds it in the session
+    as_of = local_today(partner.timezone)
     figures = dashboard_figures(session, user, as_of=as_of)
     export = typed or {"from": as_of.replace(day=1).isoformat(), "to": as_of.isoformat()}
     return render_view(
