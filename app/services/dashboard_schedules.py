@@ -10,7 +10,13 @@ from typing import Final
 
 from sqlmodel import Session, col, func, select
 
-from app.domain.schedule import Frequency, Schedule, SubscriptionStatus, upcoming_charges
+from app.domain.schedule import (
+    Frequency,
+    Schedule,
+    SubscriptionStatus,
+    charge_amount,
+    upcoming_charges,
+)
 from app.models import Partner, Subscription
 
 EXPECTED_DAYS: Final = 30
@@ -85,7 +91,9 @@ def expected_by_week(
     Weeks start on ``as_of``; the last one is cut at the window's end. One statement
     reads the schedule columns of the subscriptions with a next charge in the window (plain
     rows, not ORM objects); the periods come from the pure schedule rules, at most as many
-    per schedule as its frequency can fit in the window.
+    per schedule as its frequency can fit in the window. When only one can, it is the
+    stored next charge date (which the rules derived and the selection already trusts) with
+    the rules' charge amount.
 
     Raises:
         InvalidInput: a stored schedule lacks the field its stop rule needs.
@@ -119,13 +127,18 @@ def expected_by_week(
     ]
     for frequency, start, day, rule, end_date, count, total, manual, first, *counters in rows:
         charged_periods, amount_charged, first_period = counters
-        charges = upcoming_charges(
-            Schedule(frequency, start, day, rule, end_date, count, total, manual),
-            charged_periods=charged_periods,
-            amount_charged=amount_charged,
-            first_period=first_period,
-            limit=(end - first).days // MIN_GAP_DAYS.get(frequency, 1) + 1,
-        )
+        schedule = Schedule(frequency, start, day, rule, end_date, count, total, manual)
+        limit = (end - first).days // MIN_GAP_DAYS.get(frequency, 1) + 1
+        if limit == 1:  # only the stored next charge (the rules' own date) fits the window
+            charges = [(first, charge_amount(schedule, amount_charged=amount_charged))]
+        else:
+            charges = upcoming_charges(
+                schedule,
+                charged_periods=charged_periods,
+                amount_charged=amount_charged,
+                first_period=first_period,
+                limit=limit,
+            )
         for when, amount in charges:
             if when >= end:
                 break
