@@ -78,6 +78,7 @@ class Run:
     enqueue_wall: float
     postgres_cpu: float | None
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    load: float = 0.0  # the machine's 1-minute load average at the end
 
     @property
     def rate(self) -> float:
@@ -140,7 +141,7 @@ def measure(
         dbs.drop(name)
     return Run(
         workers, count, charged, elapsed, limited, worker_cpu, enqueue_cpu, enqueue_wall,
-        postgres_cpu, counts,
+        postgres_cpu, counts, os.getloadavg()[0],
     )  # fmt: skip
 
 
@@ -172,10 +173,17 @@ def _work(workers: int, env: dict[str, str], folder: Path) -> tuple[float, float
                 )  # fmt: skip
             )
     cpu = 0.0
-    for proc in procs:
-        _pid, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        cpu += usage.ru_utime + usage.ru_stime
+    try:
+        for proc in procs:
+            _pid, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            cpu += usage.ru_utime + usage.ru_stime
+    except BaseException:  # interrupted: stop the workers too
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                proc.wait()
+        raise
     elapsed = time.perf_counter() - started
     counts: dict[str, dict[str, int]] = {}
     for path in count_files:
@@ -210,7 +218,7 @@ def report(run: Run, args: argparse.Namespace) -> None:
         f"{run.elapsed:.1f}s {run.rate:.0f} charges/s  429s={run.rate_limited}  "
         f"CPU ms/charge: workers {1000 * run.per_charge(run.worker_cpu):.2f} "
         f"enqueue {1000 * run.per_charge(run.enqueue_cpu):.3f}{pg}  "
-        f"(enqueue took {run.enqueue_wall:.1f}s)",
+        f"(enqueue took {run.enqueue_wall:.1f}s; load average {run.load:.1f})",
         flush=True,
     )
     if run.counts:

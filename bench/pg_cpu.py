@@ -11,6 +11,7 @@ background processes (WAL writer, checkpointer, autovacuum) are not counted.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,8 @@ class BackendCpu:
         return self._total or 0.0
 
     def _loop(self) -> None:
+        # Ctrl-C and SIGTERM go to the main thread (where they interrupt its waits).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         while not self._stop.wait(self.interval):
             self._record(self._sample())
 

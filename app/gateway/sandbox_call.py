@@ -4,7 +4,10 @@ A charge, authorization, capture, void or refund with no request limit and no in
 failure is one connection checkout and one transaction:
 
 1. :func:`app.gateway.sandbox_limits.gate`: one ``SELECT`` that finds nothing active;
-2. the reads of the effect (the payment method, or the charge acted on);
+2. the reads of the effect (the payment method, or the charge acted on); a charge or an
+   authorization reads its payment method and asks the gate in one ``SELECT``
+   (:func:`app.gateway.sandbox_money.gate_and_method`), and runs the gate in full only
+   when something is active;
 3. the effect's writes and the idempotency row holding the final response, then one
    ``COMMIT`` (:func:`app.gateway.sandbox_ledger.run_once`).
 
@@ -73,7 +76,7 @@ def charge_call(
         capture=operation == "charge",
     )
     perform = partial(money.perform_charge, request=request)
-    return money_call(engine, base, key, params, perform, check_currency=True)
+    return money_call(engine, base, key, params, perform, check_currency=True, token=token)
 
 
 def on_charge_call(
@@ -109,11 +112,14 @@ def money_call(
     on_charge: bool = False,
     check_amount: bool = True,
     check_currency: bool = False,
+    token: str | None = None,
 ) -> GatewayResult:
     """Run ``perform`` as the money call described by ``base``; see the module docstring.
 
     ``perform(conn, base, key=..., forced_decline=...)`` (plus ``charge=`` when
-    ``on_charge``) returns the response to store. Returns the call's result: a 429 when
+    ``on_charge``, and ``method=`` when ``token`` is given and nothing is active at the
+    gate: the payment method and the gate are then read in one statement) returns the
+    response to store. Returns the call's result: a 429 when
     the request limit refuses it, the injected failure's answer, an error for an unusable
     amount or currency or a reused key, else the (stored) response. Never raises for a
     processor outcome.
@@ -123,7 +129,12 @@ def money_call(
             charge = money.load_charge(conn, base.reference)
             base = replace(base, currency=charge.currency if charge is not None else "")
             perform = partial(perform, charge=charge)
-        admitted, failure = limits.gate(conn, base.operation)
+        gated = True
+        if token is not None:
+            gated, method = money.gate_and_method(conn, base.operation, token)
+            if not gated:
+                perform = partial(perform, method=method)
+        admitted, failure = limits.gate(conn, base.operation) if gated else (True, None)
         if not admitted or failure == "rate_limit":
             return money.failed_result(base, "rate_limited", TOO_MANY)
         if failure == "server_error":

@@ -15,9 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, literal, select, update
 
 from app.clock import utcnow
+from app.gateway import sandbox_limits as limits
 from app.gateway.base import GatewayResult, Outcome
 from app.gateway.sandbox_cards import DETACHED, behaviour_of
 from app.gateway.sandbox_ledger import Performed, new_reference, result_to_dict
@@ -30,6 +31,15 @@ _C = _CHARGES.c
 _METHOD = select(_METHODS.c.customer_ref, _METHODS.c.behaviour).where(
     _METHODS.c.token == bindparam("token")
 )
+# A charge's first read: whether the gate has anything active for the call (parameter
+# ``operation``), and the payment method (``token`` NULL when there is none).
+_ONE_ROW = select(literal(1).label("one")).subquery("one_row")
+_GATED_METHOD = select(
+    limits.ACTIVE.label("gated"),
+    _METHODS.c.token,
+    _METHODS.c.customer_ref,
+    _METHODS.c.behaviour,
+).select_from(_ONE_ROW.outerjoin(_METHODS, _METHODS.c.token == bindparam("token")))
 _INSERT_CHARGE = insert(_CHARGES)
 _INSERT_REFUND = insert(SandboxRefund.__table__)  # type: ignore[attr-defined]
 # What never changes on a charge, read once per capture, void or refund.
@@ -69,6 +79,14 @@ _REFUND = (
 )
 
 ChargeRow = Row[Any]
+MethodRow = Row[Any]
+
+
+class Unread:
+    """The type of :data:`UNREAD`: a row not read yet (None means "read: there is none")."""
+
+
+UNREAD = Unread()
 
 
 @dataclass(frozen=True)
@@ -86,6 +104,13 @@ def load_charge(conn: Connection, reference: str) -> ChargeRow | None:
     return conn.execute(_TARGET, {"reference": reference}).first()
 
 
+def gate_and_method(conn: Connection, operation: str, token: str) -> tuple[bool, MethodRow | None]:
+    """One read for a charge: (whether the gate has anything active for ``operation``,
+    the payment method of ``token`` or None). Opens ``conn``'s transaction."""
+    row = conn.execute(_GATED_METHOD, {"operation": operation, "token": token}).one()
+    return bool(row.gated), (row if row.token is not None else None)
+
+
 def perform_charge(
     conn: Connection,
     base: GatewayResult,
@@ -93,9 +118,12 @@ def perform_charge(
     key: str,
     request: ChargeRequest,
     forced_decline: bool,
+    method: MethodRow | None | Unread = UNREAD,
 ) -> Performed:
     """Charge (or authorize) ``base.amount`` on a token, as its test behaviour says.
 
+    ``method`` is the token's payment method when the caller read it already in this
+    transaction (:func:`gate_and_method`; None: there is none), else it is read here.
     An approval or a decline leaves a charge row (declines as ``failed``, like a
     processor's failed charge object); errors leave nothing, so the key can be retried.
 
@@ -103,7 +131,8 @@ def perform_charge(
         IntegrityError: a charge with this key exists (``run_once`` then rolls back and
             answers the stored response).
     """
-    method = conn.execute(_METHOD, {"token": request.token}).first()
+    if isinstance(method, Unread):
+        method = conn.execute(_METHOD, {"token": request.token}).first()
     if method is None:
         return _error(base, "resource_missing", "No such payment method.")
     if method.behaviour == DETACHED:
