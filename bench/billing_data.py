@@ -198,14 +198,18 @@ class Databases:
         self.made.remove(name)
 
     def vacuum(self, name: str) -> None:
-        """Analyze (and vacuum) the template, as autovacuum would have done by run time."""
-        if self.postgres:
-            from sqlalchemy import create_engine, text
+        """Ready the template for copying: on PostgreSQL vacuumed and analyzed, as
+        autovacuum would have done by run time; on SQLite everything in the main file
+        (a copy of the file alone then holds every row)."""
+        from sqlalchemy import create_engine, text
 
-            engine = create_engine(self.url(name), isolation_level="AUTOCOMMIT")
-            with engine.connect() as conn:
+        engine = create_engine(self.url(name), isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            if self.postgres:
                 conn.execute(text("VACUUM ANALYZE"))
-            engine.dispose()
+            else:
+                conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+        engine.dispose()
 
     def close(self) -> None:
         for name in list(self.made):

@@ -338,6 +338,7 @@ def main() -> None:
     redis_url, server = support.redis_url(args.redis_url)
     db = "PostgreSQL" if args.postgres else "SQLite"
     print(f"database: {db}  latency: {args.latency_ms} ms  subscriptions: {args.subscriptions:,}")
+    main_w = 2 if 2 in args.workers else args.workers[0]  # the statement counts' workers
     dbs = Databases(args.postgres)
     runs: list[Run] = []
     small: list[Run] = []
@@ -353,7 +354,7 @@ def main() -> None:
                 runs.append(measure(dbs, template, redis_url, workers, args))
                 report(runs[-1], args)
             if small_template is not None:
-                small.append(measure(dbs, small_template, redis_url, 2, args))
+                small.append(measure(dbs, small_template, redis_url, main_w, args))
                 report(small[-1], args)
     finally:
         dbs.close()
