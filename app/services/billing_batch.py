@@ -20,12 +20,14 @@ catch-up charges its periods one at a time, in order.
 from __future__ import annotations
 
 import logging
+import statistics
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -53,6 +55,9 @@ from app.services.subscription_billing import (
 
 log = logging.getLogger(__name__)
 SLOW_CALL_SECONDS = 0.02  # a processor answering slower than this is called on threads
+CALL_TIMES_KEPT = 32
+# How long each processor's recent calls took (seconds), for this process's batches.
+_CALL_TIMES: WeakKeyDictionary[PaymentGateway, deque[float]] = WeakKeyDictionary()
 
 
 @dataclass
@@ -247,21 +252,35 @@ def send_all(
     Each answer is (result, 429s met); the result is None when the call raised, which
     leaves the attempt pending for the reconciler to settle by asking. Up to ``threads``
     calls are in flight at once when the processor is slow to answer (or the rate limit
-    makes callers wait); a fast one is called in turn, where threads would only contend.
+    makes callers wait): the median of its recent calls in this process (the first call
+    alone when none is known) is at least ``SLOW_CALL_SECONDS``. A fast one is called in
+    turn, where threads would only contend.
     """
 
+    times = _CALL_TIMES.setdefault(gateway, deque(maxlen=CALL_TIMES_KEPT))
+
     def call(attempt: Claimed) -> tuple[GatewayResult | None, int]:
-        return _send(gateway, attempt, acquire)
+        started = time.perf_counter()
+        try:
+            return _send(gateway, attempt, acquire)
+        finally:
+            times.append(time.perf_counter() - started)
 
     if not claimed:
         return []
-    started = time.perf_counter()
-    answers = [call(claimed[0])]
-    slow = time.perf_counter() - started >= SLOW_CALL_SECONDS
-    if threads <= 1 or not slow or len(claimed) == 1:
-        return answers + [call(c) for c in claimed[1:]]
-    with ThreadPoolExecutor(max_workers=min(threads, len(claimed) - 1)) as pool:
-        return answers + list(pool.map(call, claimed[1:]))
+    answers: list[tuple[GatewayResult | None, int]] = []
+    rest = claimed
+    if not times:  # nothing known about this processor yet: time one call alone
+        answers.append(call(claimed[0]))
+        rest = claimed[1:]
+    # The median of the recent calls, not the last one: on a busy machine one call of a
+    # fast processor can take longer than SLOW_CALL_SECONDS, and threads would then only
+    # contend (and open connections beyond the sandbox pool's size).
+    slow = statistics.median(times) >= SLOW_CALL_SECONDS
+    if threads <= 1 or not slow or len(rest) <= 1:
+        return answers + [call(c) for c in rest]
+    with ThreadPoolExecutor(max_workers=min(threads, len(rest))) as pool:
+        return answers + list(pool.map(call, rest))
 
 
 def _send(

@@ -3,6 +3,8 @@ time, and every unusual subscription still handled (ARCHITECTURE §1, §2)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -289,6 +291,61 @@ def test_do_threads_keep_answers_with_their_own_attempts(app, db_session, thread
     charged = approved_recurring(db_session)
     assert [p.amount for p in charged] == [1000 + i for i in range(12)]
     assert_ledger_matches_processor(db_session, gateway)
+
+
+class Blip:
+    """The sandbox answering at once, except the calls numbered in ``slow`` (30 ms: a busy
+    machine); records the thread of each call, by call number."""
+
+    def __init__(self, inner, slow: set[int]) -> None:  # noqa: ANN001
+        self.inner = inner
+        self.name = inner.name
+        self.slow = slow
+        self.calls: list[str] = []
+
+    def charge(self, **kwargs) -> GatewayResult:  # noqa: ANN003
+        self.calls.append(threading.current_thread().name)
+        if len(self.calls) in self.slow:
+            time.sleep(0.03)
+        return self.inner.charge(**kwargs)
+
+
+def _two_batches(app, db_session, gateway) -> tuple[list[str], list[str]]:  # noqa: ANN001
+    """Charge 24 due subscriptions in two batches of 12 with up to 4 threads; the threads
+    each batch's calls came from."""
+    with app.app_context():
+        partner = make_partner(db_session)
+        subs = due_customers(db_session, gateway.inner, partner, 24, due=DAY)
+        for batch in (subs[:12], subs[12:]):
+            outcome = charge_batch(
+                db_session, gateway, [s.id for s in batch], as_of=DAY, now=at_three(DAY),
+                threads=4,
+            )  # fmt: skip
+            assert {r.status for r in outcome.results} == {"charged"}
+    return gateway.calls[:12], gateway.calls[12:]
+
+
+def test_is_a_fast_processor_called_in_turn_even_when_a_batchs_first_call_is_slow(
+    app, db_session
+) -> None:
+    blip = Blip(sandbox(app), slow={13})  # the second batch's first call
+    first, second = _two_batches(app, db_session, blip)
+    main = threading.current_thread().name
+    assert set(first) == {main}
+    assert set(second) == {main}  # its recent calls were fast: no threads
+    assert_ledger_matches_processor(db_session, blip.inner)
+
+
+def test_is_a_slow_processor_called_on_threads_from_the_first_call_of_later_batches(
+    app, db_session
+) -> None:
+    slow = Blip(sandbox(app), slow=set(range(1, 25)))
+    first, second = _two_batches(app, db_session, slow)
+    main = threading.current_thread().name
+    assert first[0] == main and main not in first[1:]  # timed alone, then threads
+    assert main not in second  # known slow: every call on the pool
+    assert len(set(second)) > 1
+    assert_ledger_matches_processor(db_session, slow.inner)
 
 
 @pytest.mark.parametrize("path", ["batch", "one_at_a_time"])
