@@ -5,8 +5,9 @@ one partner (America/New_York, USD, 7.25 % tax) with a partner admin who can sig
 (``ADMIN_EMAIL`` / ``ADMIN_PASSWORD``, a real password hash), then its customers, cards
 and bank accounts, subscriptions, invoices with their lines and dunning notices,
 cancellation invoices, payments (card and manual, declines, installments, refunds,
-widget donations) and history events, and runs VACUUM ANALYZE (ANALYZE on SQLite). ``FULL`` is the issue's scale
-(10,000 customers, 100,000 invoices, 300,000 payments); ``SMALL`` is for quick tries.
+widget donations) and history events, and runs VACUUM ANALYZE (ANALYZE on SQLite).
+``FULL`` is the issue's scale (10,000 customers, 100,000 invoices, 300,000 payments);
+``SMALL`` is for quick tries.
 
 Rows respect the schema's rules: unique purpose keys and card tokens, gapless invoice
 numbers per series (the sequences' next values stored), cancellation invoices in the CN

@@ -4,6 +4,7 @@
     .venv/bin/python bench/partner_pages.py --sqlite           # SQLite
     .venv/bin/python bench/partner_pages.py --small            # the small set (quick tries)
     .venv/bin/python bench/partner_pages.py --database-url URL # reuse a set (built if empty)
+    .venv/bin/python bench/partner_pages.py --pages dashboard --explain  # one page, its plans
 
 Builds a fresh database (a new one on the PostgreSQL server at 127.0.0.1, dropped
 afterwards, or a temporary SQLite file) with ``bench.datasets``: one partner with 10,000
