@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 PAYMENT_COLUMNS = (
@@ -76,6 +76,8 @@ class PaymentRows:
 
         self.logged: list[tuple[int, int | None, str, int, datetime]] = []
 
+        closing = datetime.combine(self.today, time(23, 59), tzinfo=self.zone).astimezone(UTC)
+
         def rows() -> Iterator[tuple]:
             rng, limit, n = self.rng, self.sizes.payments, 0
             for inv in self.plan.invoices:
@@ -114,7 +116,7 @@ class PaymentRows:
                     self.logged.append((n, account, "widget.paid", amount, at))
                 if refund:
                     n += 1
-                    later = min(at + timedelta(days=rng.randrange(1, 10)), datetime.now(UTC))
+                    later = min(at + timedelta(days=rng.randrange(1, 10)), closing)
                     yield self._payment(n, account, amount=refund, at=later, kind="refund",
                                         parent=n - 1)  # fmt: skip
                     self.logged.append((n - 1, account, "payment.refunded", refund, later))

@@ -15,7 +15,7 @@ series pointing at the invoice they cancel, amounts paid matching approved payme
 subscriptions' next charge dates derived by the schedule rules. Invoices are spread over
 two years before ``today``; customers are skewed (a few large accounts hold most rows), as
 real partners are. Ids are assigned here (PostgreSQL sequences are moved past them), so no
-row is read back. Deterministic for a given seed.
+row is read back. The same seed and ``today`` give the same rows.
 """
 
 from __future__ import annotations
