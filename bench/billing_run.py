@@ -23,10 +23,11 @@ Cost per charge, each over the charges of the measurement:
 
 - workers: user + system CPU of the worker processes (``os.wait4``), start-up included;
 - enqueue: CPU time of this process in ``enqueue_run`` (``time.process_time``);
-- PostgreSQL: user + system CPU of the server backends connected to the copy (workers'
+- PostgreSQL: user + system CPU of the client backends connected to the copy (workers'
   app and sandbox connections, the enqueue's), from ``/proc/<pid>/stat`` sampled every
-  0.2 s (a backend's last 0.2 s before it exits can be missed); background processes
-  (WAL writer, checkpointer) are not included.
+  0.2 s (a backend's last 0.2 s before it exits can be missed); autovacuum on the copy is
+  printed apart, the server's background processes (WAL writer, checkpointer) are not
+  included.
 
 Statements per charge are the workers' cursor executions (an ``executemany`` is one)
 over the charges, at N and (again with 2 workers) at N / 10 (``--small``): constant means
@@ -79,6 +80,7 @@ class Run:
     postgres_cpu: float | None
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     load: float = 0.0  # the machine's 1-minute load average at the end
+    autovacuum_cpu: float = 0.0  # PostgreSQL's autovacuum on the run's database
 
     @property
     def rate(self) -> float:
@@ -129,19 +131,21 @@ def measure(
         enqueue_cpu, enqueue_wall = time.process_time() - cpu, time.perf_counter() - wall
         app.extensions["portico"].engine.dispose()
         elapsed, worker_cpu, counts = _work(workers, env, dbs.folder)
-        postgres_cpu = backends.stop() if backends is not None else None
+        by_kind = backends.totals() if backends is not None else {}
+        postgres_cpu = by_kind.get("client backend", 0.0) if backends is not None else None
+        autovacuum_cpu = by_kind.get("autovacuum worker", 0.0)
         charged, limited, status = _outcome(url)
         if status != "complete" or charged != count:
             log = (dbs.folder / "worker-0.log").read_text(encoding="utf-8")[-3000:]
             raise SystemExit(f"run incomplete: {status}, {charged} of {count} charged\n{log}")
     finally:
         if backends is not None:
-            backends.stop()
+            backends.totals()
         app.extensions["portico"].engine.dispose()
         dbs.drop(name)
     return Run(
         workers, count, charged, elapsed, limited, worker_cpu, enqueue_cpu, enqueue_wall,
-        postgres_cpu, counts, os.getloadavg()[0],
+        postgres_cpu, counts, os.getloadavg()[0], autovacuum_cpu,
     )  # fmt: skip
 
 
@@ -208,11 +212,12 @@ def _outcome(url: str) -> tuple[int, int, str]:
 
 def report(run: Run, args: argparse.Namespace) -> None:
     """Print one measurement."""
-    pg = (
-        ""
-        if run.postgres_cpu is None
-        else f" postgres {1000 * run.per_charge(run.postgres_cpu):.2f}"
-    )
+    pg = ""
+    if run.postgres_cpu is not None:
+        pg = (
+            f" postgres {1000 * run.per_charge(run.postgres_cpu):.2f}"
+            f" (+ autovacuum {1000 * run.per_charge(run.autovacuum_cpu):.2f})"
+        )
     print(
         f"  workers={run.workers} subs={run.subscriptions} charged={run.charged} "
         f"{run.elapsed:.1f}s {run.rate:.0f} charges/s  429s={run.rate_limited}  "

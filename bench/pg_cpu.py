@@ -4,8 +4,10 @@ Backends come and go with their clients' connections, so a thread samples
 ``pg_stat_activity`` for the database's backends every ``interval`` seconds and reads each
 one's user + system CPU from ``/proc/<pid>/stat`` (the server runs on this machine). A
 backend's CPU between its last sample and its exit is missed: at most ``interval``
-seconds of it, in a benchmark whose clients end by closing their connections. Server
-background processes (WAL writer, checkpointer, autovacuum) are not counted.
+seconds of it, in a benchmark whose clients end by closing their connections. Client
+backends (the connections of the benchmark's processes) and autovacuum workers on the
+database are summed apart; the server's other background processes (WAL writer,
+checkpointer) are not counted.
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ class BackendCpu:
         self.interval = interval
         self.first: dict[int, float] = {}
         self.last: dict[int, float] = {}
+        self.kind: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._total: float | None = None
+        self._totals: dict[str, float] | None = None
 
     def start(self) -> None:
         """Take the starting sample (backends already there count from now) and go on."""
@@ -51,14 +54,22 @@ class BackendCpu:
         self._thread.start()
 
     def stop(self) -> float:
-        """Stop sampling; the CPU seconds the backends used since ``start``."""
+        """Stop sampling; the CPU seconds the client backends used since ``start``."""
+        return self.totals().get("client backend", 0.0)
+
+    def totals(self) -> dict[str, float]:
+        """Stop sampling; CPU seconds since ``start`` by backend type (``client backend``,
+        ``autovacuum worker``)."""
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
             self._thread = None
             self._record(self._sample())
-            self._total = sum(cpu - self.first.get(pid, 0.0) for pid, cpu in self.last.items())
-        return self._total or 0.0
+            self._totals = {}
+            for pid, cpu in self.last.items():
+                kind = self.kind[pid]
+                self._totals[kind] = self._totals.get(kind, 0.0) + cpu - self.first.get(pid, 0.0)
+        return dict(self._totals or {})
 
     def _loop(self) -> None:
         # Ctrl-C and SIGTERM go to the main thread (where they interrupt its waits).
@@ -74,9 +85,14 @@ class BackendCpu:
         from sqlalchemy import text
 
         with self.admin.connect() as conn:
-            pids = conn.execute(
-                text("SELECT pid FROM pg_stat_activity WHERE datname = :name"),
+            rows = conn.execute(
+                text("SELECT pid, backend_type FROM pg_stat_activity WHERE datname = :name"),
                 {"name": self.database},
-            ).scalars()
-            found = {int(pid): process_cpu(int(pid)) for pid in pids}
-        return {pid: cpu for pid, cpu in found.items() if cpu is not None}
+            ).all()
+        found: dict[int, float] = {}
+        for pid, kind in rows:
+            cpu = process_cpu(int(pid))
+            if cpu is not None:
+                found[int(pid)] = cpu
+                self.kind.setdefault(int(pid), str(kind))
+        return found
