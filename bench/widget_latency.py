@@ -305,7 +305,7 @@ def _line(label: str, run: Run, cost: Cost, give_up_ms: float) -> list[float]:
     print(
         f"{label:<8}{count:>6}{run.rate:>7.0f}{p50:>8.1f}{p99:>8.1f}{slowest:>8.1f}"
         f"{len(run.errors):>5}{run.timeouts:>5}{lag:>8}{per_request(cost.server):>8}"
-        f"{per_request(cost.database):>7}{client:>13}{os.getloadavg()[0]:>6.2f}",
+        f"{per_request(cost.database):>7}{client:>15}{os.getloadavg()[0]:>6.2f}",
         flush=True,
     )
     if run.errors:
@@ -379,9 +379,9 @@ def main() -> None:
             closed_loop(base_url, WIDGET_PATH, 200, args.concurrency)
         print(
             f"{'load':<8}{'reqs':>6}{'ok/s':>7}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}"
-            f"{'errs':>5}{'t/o':>5}{'lag ms':>8}{'CPU ms per request':>28}"
+            f"{'errs':>5}{'t/o':>5}{'lag ms':>8}{'CPU ms per request':>30}"
         )
-        print(f"{'':<8}{'':>47}{'max':>8}{'app':>8}{'db':>7}{'client (core)':>13}{'load':>6}")
+        print(f"{'':<8}{'':>47}{'max':>8}{'app':>8}{'db':>7}{'client (core)':>15}{'load':>6}")
         give_up = args.timeout * 1000
         closed_figures, open_figures = [], []
         for _ in range(args.repeats):
