@@ -10,8 +10,9 @@ script measures its figures ``--repeats`` times and appends them as JSON lines
 (``bench/support.py``); this prints one table with the median, the spread (min–max) and
 the budget of every figure, and, on a full run, rewrites the results section of
 ``docs/benchmarks.md`` (with the date, the machine and the exact command) and the
-headline figures in the README. A missed budget is reported, not an error; a benchmark
-that crashes makes the command exit non-zero.
+headline figures in the README (after each benchmark, so a long run shows its progress).
+A missed budget is reported, not an error; a benchmark that crashes is named in the
+table and makes the command exit non-zero.
 """
 
 from __future__ import annotations
@@ -54,6 +55,15 @@ class Step:
 
 
 STEPS = (
+    Step("widget_weight", "Widget first load", (), ()),
+    Step("widget_latency", "Widget render under load", ("--postgres",), ()),
+    Step("partner_pages", "Partner pages, 10k customers / 100k invoices / 300k payments",
+         (), ("--sqlite",)),
+    Step("dunning_sweep", "Dunning sweep, 100k and 1M invoices", (), ("--sqlite",)),
+    Step("landing_pages", "Landing pages on the demo data", ("--postgres",), ()),
+    Step("sandbox_calls", "Sandbox processor calls", ("--backend", "postgres"),
+         ("--backend", "sqlite")),
+    Step("email_delivery", "Email delivery", ("--postgres",), ()),
     Step("billing_run", "Billing run, 100,000 due subscriptions, 1/2/4 workers",
          ("--subscriptions", "100000", "--workers", "1", "2", "4", "--postgres"),
          ("--subscriptions", "100000", "--workers", "1", "2", "4"), repeats=2),
@@ -62,15 +72,6 @@ STEPS = (
           "--postgres"),
          ("--subscriptions", "5000", "--workers", "2", "--latency-ms", "300", "--rate", "25"),
          repeats=2),
-    Step("sandbox_calls", "Sandbox processor calls", ("--backend", "postgres"),
-         ("--backend", "sqlite")),
-    Step("email_delivery", "Email delivery", ("--postgres",), ()),
-    Step("widget_weight", "Widget first load", (), ()),
-    Step("widget_latency", "Widget render under load", ("--postgres",), ()),
-    Step("partner_pages", "Partner pages, 10k customers / 100k invoices / 300k payments",
-         (), ("--sqlite",)),
-    Step("dunning_sweep", "Dunning sweep, 100k and 1M invoices", (), ("--sqlite",)),
-    Step("landing_pages", "Landing pages on the demo data", ("--postgres",), ()),
 )  # fmt: skip
 
 
@@ -214,24 +215,33 @@ def main() -> None:
     failed: list[str] = []
     commands: list[tuple[str, float]] = []
     started = time.perf_counter()
-    for step in steps:
+    writes = not (args.only or args.no_write)
+    for done, step in enumerate(steps, start=1):
         status, seconds, shown = run_step(step, postgres, redis_url, args.repeats, out)
         commands.append((shown, seconds))
         print(f"-- {step.name}: exit {status}, {seconds:.0f} s", flush=True)
         if status:
             failed.append(step.name)
+        if writes and done < len(steps):  # a long run shows its figures as they come
+            still = ", ".join(s.name for s in steps[done:])
+            progress = [*header, f"**In progress**: still to run: {still}.", *_failures(failed)]
+            write(support.load_figures(out), progress, commands)
     figures = support.load_figures(out)
     minutes = (time.perf_counter() - started) / 60
     header[0] = header[0].rstrip(".") + f", {minutes:.0f} min in all."
     print("\n" + "\n".join(header) + "\n\n" + "\n".join(table(figures)))
-    if failed:
-        print(f"\nfailed: {', '.join(failed)} (the docs are left as they are)")
-        raise SystemExit(1)
-    if args.only or args.no_write:
+    if writes:
+        write(figures, [*header, *_failures(failed)], commands)
+        print(f"\nwrote {DOCS.relative_to(ROOT)} and the README's headline figures")
+    else:
         print("\n(partial run or --no-write: docs/benchmarks.md and the README left as they are)")
-        return
-    write(figures, header, commands)
-    print(f"\nwrote {DOCS.relative_to(ROOT)} and the README's headline figures")
+    if failed:
+        print(f"\nfailed: {', '.join(failed)}")
+        raise SystemExit(1)
+
+
+def _failures(failed: list[str]) -> list[str]:
+    return [f"**Failed** (no figures): {', '.join(failed)}."] if failed else []
 
 
 if __name__ == "__main__":
