@@ -20,7 +20,6 @@ catch-up charges its periods one at a time, in order.
 from __future__ import annotations
 
 import logging
-import statistics
 import time
 from collections import defaultdict, deque
 from collections.abc import Sequence
@@ -252,9 +251,9 @@ def send_all(
     Each answer is (result, 429s met); the result is None when the call raised, which
     leaves the attempt pending for the reconciler to settle by asking. Up to ``threads``
     calls are in flight at once when the processor is slow to answer (or the rate limit
-    makes callers wait): the median of its recent calls in this process (the first call
-    alone when none is known) is at least ``SLOW_CALL_SECONDS``. A fast one is called in
-    turn, where threads would only contend.
+    makes callers wait): each of its recent calls in this process took at least
+    ``SLOW_CALL_SECONDS`` (the first call is timed alone when none is known). A fast one
+    is called in turn, where threads would only contend.
     """
 
     times = _CALL_TIMES.setdefault(gateway, deque(maxlen=CALL_TIMES_KEPT))
@@ -273,10 +272,12 @@ def send_all(
     if not times:  # nothing known about this processor yet: time one call alone
         answers.append(call(claimed[0]))
         rest = claimed[1:]
-    # The median of the recent calls, not the last one: on a busy machine one call of a
-    # fast processor can take longer than SLOW_CALL_SECONDS, and threads would then only
-    # contend (and open connections beyond the sandbox pool's size).
-    slow = statistics.median(times) >= SLOW_CALL_SECONDS
+    # The fastest recent call, not the last one: on a busy machine calls of a fast
+    # processor wait for the CPU and take longer than SLOW_CALL_SECONDS, but some still
+    # answer at once; threads would then only add to the contention (and to the sandbox's
+    # connections beyond its pool, each a new PostgreSQL backend). A slow processor
+    # is never fast, so all its recent calls are slow.
+    slow = min(times) >= SLOW_CALL_SECONDS
     if threads <= 1 or not slow or len(rest) <= 1:
         return answers + [call(c) for c in rest]
     with ThreadPoolExecutor(max_workers=min(threads, len(rest))) as pool:
