@@ -4,12 +4,12 @@ The take-payment page is the page Portico serves most (it loads on partners' com
 pages) and its rendered form is cached per configuration (see the components blueprint),
 so a view only needs the configuration to pick the cached form. Reading it from the
 database was more than half of such a view's CPU time (and a wait for the database on a
-busy machine), so each process keeps what it read for ``CONFIG_TTL_SECONDS``:
+busy machine), so each process keeps what it read for ``CONFIG_TTL_MS`` (two seconds):
 
 - an edit made through a session of this process (the partner's widget page, partner
   settings, an operator) clears the cache when its transaction commits, so it shows on
   the next load served by this process;
-- other processes show it within ``CONFIG_TTL_SECONDS``. Payments are unaffected: a
+- other processes show it within ``CONFIG_TTL_MS`` (two seconds). Payments are unaffected: a
   submission always reads the widget from the database (``widget_payments.load_widget``),
   so a form served from a stale configuration is refused like one loaded just before the
   edit (deactivated widget, changed fixed amount).
@@ -29,7 +29,7 @@ from sqlmodel import Session
 
 from app.models import Partner, Widget
 
-CONFIG_TTL_SECONDS = 2.0
+CONFIG_TTL_MS = 2000
 MAX_CACHED = 1024  # widgets per app; the cache starts over beyond it
 
 _WIDGET_TABLE, _PARTNER_TABLE = Widget.__table__, Partner.__table__  # type: ignore[attr-defined]
@@ -56,23 +56,27 @@ def widget_snapshot(session: Session, key: str) -> tuple | None:
     return None if row is None else tuple(row)
 
 
+def _monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
 class ConfigCache:
-    """Widget configurations one app has read, each kept for ``ttl`` seconds.
+    """Widget configurations one app has read, each kept for ``ttl_ms`` milliseconds.
 
     Cleared whenever a session of this process commits a change to a widget or a partner.
     """
 
     def __init__(
-        self, ttl: float = CONFIG_TTL_SECONDS, clock: Callable[[], float] = time.monotonic
+        self, ttl_ms: int = CONFIG_TTL_MS, clock: Callable[[], int] = _monotonic_ms
     ) -> None:
-        self.ttl = ttl
-        self._clock = clock  # seconds of an interval, not a date: not the business clock
-        # widget key -> (monotonic expiry, snapshot, or None for no such widget)
-        self._entries: dict[str, tuple[float, tuple | None]] = {}
+        self.ttl_ms = ttl_ms
+        self._clock = clock  # milliseconds of an interval, not a date: not the business clock
+        # widget key -> (monotonic expiry in ms, snapshot, or None for no such widget)
+        self._entries: dict[str, tuple[int, tuple | None]] = {}
         _LIVE.add(self)
 
     def snapshot(self, session: Session, key: str) -> tuple | None:
-        """:func:`widget_snapshot`, read at most once per ``ttl`` seconds.
+        """:func:`widget_snapshot`, read at most once per ``ttl_ms`` milliseconds.
 
         An unknown key is remembered as None for as long. Raises what ``widget_snapshot``
         raises.
@@ -84,7 +88,7 @@ class ConfigCache:
         snapshot = widget_snapshot(session, key)
         if len(self._entries) >= MAX_CACHED:
             self._entries.clear()
-        self._entries[key] = (now + self.ttl, snapshot)
+        self._entries[key] = (now + self.ttl_ms, snapshot)
         return snapshot
 
     def clear(self) -> None:

@@ -30,7 +30,7 @@ def test_is_the_plain_row_equal_to_the_loaded_objects(db: Session) -> None:
 
 
 def test_is_an_unknown_widget_remembered_as_none(db: Session, engine: Engine) -> None:
-    cache = ConfigCache(ttl=60, clock=lambda: 0.0)
+    cache = ConfigCache(ttl_ms=60_000, clock=lambda: 0)
     statements: list[str] = []
 
     def record(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001

@@ -30,9 +30,9 @@ def db(demo: Flask, engine: Engine) -> Iterator[Session]:
 
 class FakeClock:
     def __init__(self) -> None:
-        self.now = 1000.0
+        self.now = 1_000_000
 
-    def __call__(self) -> float:
+    def __call__(self) -> int:
         return self.now
 
 
@@ -40,7 +40,7 @@ class FakeClock:
 def clock(demo: Flask) -> FakeClock:
     """The app's configuration cache on a clock the test moves (ttl 2 s)."""
     fake = FakeClock()
-    demo.extensions["widget_config"] = ConfigCache(ttl=2.0, clock=fake)
+    demo.extensions["widget_config"] = ConfigCache(ttl_ms=2000, clock=fake)
     return fake
 
 
@@ -78,7 +78,7 @@ def test_does_a_repeated_view_skip_the_database(
 
     assert first  # the configuration was read once
     assert again == []
-    clock.now += 2.5
+    clock.now += 2500
     assert statements_during(engine, lambda: client.get(WIDGET))  # and again once stale
 
 
@@ -148,5 +148,5 @@ def test_does_another_process_edit_show_once_the_entry_is_stale(
         )
 
     assert heading(client) == before  # served from the cache
-    clock.now += 2.5
+    clock.now += 2500
     assert heading(client) == "From elsewhere"
