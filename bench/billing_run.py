@@ -345,6 +345,8 @@ def main() -> None:
     print(f"database: {db}  latency: {args.latency_ms} ms  subscriptions: {args.subscriptions:,}")
     main_w = 2 if 2 in args.workers else args.workers[0]  # the statement counts' workers
     dbs = Databases(args.postgres)
+    if args.postgres:
+        print(f"PostgreSQL: {dbs.settings()}")
     runs: list[Run] = []
     small: list[Run] = []
     try:
