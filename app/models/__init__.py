@@ -28,6 +28,7 @@ from app.models.on_behalf import OnBehalfDraft
 from app.models.orders import Order, OrderLine
 from app.models.portal import LinkPurpose, ScheduledPayment, ScheduledStatus, SignInToken
 from app.models.runs import BillingRun, RunStatus
+from app.models.webhooks import ProcessorEvent
 from app.models.widgets import AmountMode, DeclineRecord, PayLink, Widget
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "PayLink",
     "Widget",
     "AuditEvent",
+    "ProcessorEvent",
     "BillingRun",
     "RunStatus",
     "CustomerAccount",

@@ -67,6 +67,9 @@ class User(SQLModel, table=True):
     )
     locked_until: datetime | None = instant()
     last_login_at: datetime | None = instant()
+    # Bumped by sign-out and by a password change or reset: a session cookie carrying an
+    # older number no longer signs anyone in (cookies are signed, not stored).
+    session_version: int = Field(default=0)
     created_at: datetime = created_at()
 
     # Flask-Login's user protocol (``is_active`` is the column above).
