@@ -26,5 +26,6 @@ class ProcessorEvent(SQLModel, table=True):
     event_created: int = Field(default=0)
     payload: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     outcome: str = Field(default="", max_length=40)  # applied, ignored, stale, unknown_object
+    error: str = Field(default="", max_length=2000)  # why applying it failed, when it did
     received_at: datetime = created_at()
     applied_at: datetime | None = instant()

@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("event_created", sa.Integer(), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
         sa.Column("outcome", sa.String(length=40), nullable=False),
+        sa.Column("error", sa.String(length=2000), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("applied_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_processorevent")),
