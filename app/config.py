@@ -43,6 +43,11 @@ class Settings:
     def is_development(self) -> bool:
         return self.env in ("development", "test")
 
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies travel only over HTTPS: always outside development and test (ADR 0019)."""
+        return not self.is_development or self.base_url.startswith("https://")
+
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Read settings from ``environ`` (default ``os.environ``).

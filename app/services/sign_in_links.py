@@ -34,7 +34,7 @@ from sqlmodel import Session, col, func, select
 
 from app.domain.errors import DomainError, FieldsInvalid, NotFound
 from app.models import AuditEvent, LinkPurpose, SignInToken, User
-from app.services.auth import find_user_by_email, hash_password
+from app.services.auth import end_sessions, find_user_by_email, hash_password
 from app.services.invitations import is_pending
 from app.services.notifications import write_email
 from app.services.passwords import password_problem
@@ -299,8 +299,8 @@ def reset_password(
     """Set a new password from a reset link and return the user, signed in at ``now`` (commits).
 
     Spends the link and every other outstanding link of the user (sign-in and reset),
-    clears the password lockout, and records ``user.password_reset``. The caller signs
-    the user in with a fresh session.
+    ends every session of the user, clears the password lockout, and records
+    ``user.password_reset``. The caller signs the user in with a fresh session.
 
     Raises:
         NotFound, LinkUnusable: as :func:`password_reset_user`, also when another request
@@ -323,6 +323,7 @@ def reset_password(
     _spend(session, row, LinkPurpose.RESET, now)
     _spend_others(session, user, (LinkPurpose.SIGN_IN, LinkPurpose.RESET), now)
     user.password_hash = new_hash
+    end_sessions(user)  # a session opened elsewhere (maybe by whoever knew the old one) ends
     _signed_in(user, now)
     session.add(user)
     _audit(session, user, "user.password_reset", now)

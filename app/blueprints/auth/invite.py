@@ -7,11 +7,10 @@ Registered on the auth blueprint; ``auth.routes`` imports this module.
 
 from __future__ import annotations
 
-from flask import redirect, request, session, url_for
-from flask_login import login_user
+from flask import redirect, request, url_for
 from werkzeug.wrappers import Response
 
-from app.blueprints.auth.routes import bp
+from app.blueprints.auth.routes import bp, start_session
 from app.clock import utcnow
 from app.domain.errors import NotFound
 from app.extensions import db_session
@@ -48,8 +47,7 @@ def accept_invite(token: str) -> Response:
     except PasswordInvalid as exc:
         invited = invitation_for(db_session(), secret, token, now=utcnow())
         return _form(invited.email, invited.name, errors=exc.errors, status=422)
-    session.clear()  # a fresh session (and CSRF token) for the new user
-    login_user(user)
+    start_session(user)
     return redirect(url_for(home_endpoint(user)), code=303)
 
 

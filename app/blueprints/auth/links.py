@@ -12,15 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import flash, redirect, request, session, url_for
-from flask_login import login_user
+from flask import flash, redirect, request, url_for
 from werkzeug.wrappers import Response
 
-from app.blueprints.auth.routes import bp
+from app.blueprints.auth.routes import bp, start_session
 from app.clock import utcnow
 from app.domain.errors import FieldsInvalid, NotFound
 from app.extensions import db_session
-from app.models import User
 from app.services.passwords import MAX_LENGTH, MIN_LENGTH
 from app.services.sign_in_links import (
     LinkUnusable,
@@ -106,11 +104,6 @@ def _unusable(exc: NotFound | LinkUnusable, again_endpoint: str) -> Response:
     )
 
 
-def _sign_in(user: User) -> None:
-    session.clear()  # a fresh session (and CSRF token) for the signed-in user
-    login_user(user)
-
-
 @bp.route("/login/link/<token>", methods=["GET", "POST"])
 def link_sign_in(token: str) -> Response:
     """Confirm (GET) and use (POST) an emailed sign-in link."""
@@ -121,7 +114,7 @@ def link_sign_in(token: str) -> Response:
         user = consume_sign_in_link(db_session(), token, now=utcnow())
     except (NotFound, LinkUnusable) as exc:
         return _unusable(exc, "auth.link_request")
-    _sign_in(user)
+    start_session(user)
     return _no_referrer(redirect(url_for(home_endpoint(user)), code=303))
 
 
@@ -144,7 +137,7 @@ def password_reset(token: str) -> Response:
     except FieldsInvalid as exc:
         email = password_reset_user(db_session(), token, now=utcnow()).email
         return _reset_form(email, errors=exc.errors, status=422)
-    _sign_in(user)
+    start_session(user)
     flash("Your password was changed. Use it the next time you sign in.")
     return _no_referrer(redirect(url_for(home_endpoint(user)), code=303))
 

@@ -1,4 +1,10 @@
-"""Sign in and sign out."""
+"""Sign in and sign out.
+
+Every way in (password, emailed link, invitation, password reset) starts a fresh session
+through ``start_session``, which stores the user's ``session_version``; the user loader
+refuses a session whose number is no longer the user's, so signing out and changing the
+password end every other session of the user (ADR 0019).
+"""
 
 from __future__ import annotations
 
@@ -10,19 +16,38 @@ from werkzeug.wrappers import Response
 
 from app.blueprints.auth.forms import SignInForm
 from app.clock import utcnow
-from app.extensions import db_session, login_manager
+from app.extensions import db_session, login_manager, resources
 from app.models import User
-from app.services.auth import AccountLocked, InvalidCredentials, authenticate
+from app.services.auth import AccountLocked, InvalidCredentials, authenticate, sign_out
+from app.services.auth_throttle import (
+    TooManyAttempts,
+    ensure_address_allowed,
+    record_address_failure,
+)
 from app.web.auth import home_endpoint
 from app.web.htmx import render_view
+from app.web.payer import client_address
 
 bp = Blueprint("auth", __name__)
+SESSION_VERSION_KEY = "_session_version"
 
 
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
+    """The signed-in user, unless deactivated or the session predates a sign-out/new password."""
     user = db_session().get(User, int(user_id))
-    return user if user is not None and user.is_active else None
+    if user is None or not user.is_active:
+        return None
+    if session.get(SESSION_VERSION_KEY) != user.session_version:
+        return None
+    return user
+
+
+def start_session(user: User) -> None:
+    """Sign ``user`` in on a fresh session (new cookie value and CSRF token)."""
+    session.clear()  # nothing of the session from before sign-in is carried over
+    login_user(user)
+    session[SESSION_VERSION_KEY] = user.session_version
 
 
 @bp.get("/")
@@ -51,19 +76,27 @@ def login() -> Response:
     error = ""
     status = 200
     if form.validate_on_submit():
+        now, address, redis = utcnow(), client_address(), resources().redis
         try:
+            ensure_address_allowed(redis, address, now=now)
             user = authenticate(
                 db_session(),
                 email=form.email.data or "",
                 password=form.password.data or "",
-                now=utcnow(),
+                now=now,
             )
+        except TooManyAttempts as exc:
+            response = render_view(
+                "auth/login.html", form=form, error=exc.message, status=exc.status_code
+            )
+            response.headers["Retry-After"] = str(int(exc.retry_after.total_seconds()))
+            return response
         except (InvalidCredentials, AccountLocked) as exc:
+            record_address_failure(redis, address, now=now)
             error, status = exc.message, exc.status_code
         else:
             next_url = _safe_next(request.args.get("next"))
-            session.clear()  # a fresh session (and CSRF token) for the signed-in user
-            login_user(user)
+            start_session(user)
             return redirect(next_url or url_for(home_endpoint(user)), code=303)
     elif request.method == "POST":
         status = 422
@@ -72,6 +105,9 @@ def login() -> Response:
 
 @bp.post("/logout")
 def logout() -> Response:
+    """Sign out here and everywhere else (a copied session cookie stops working too)."""
+    if current_user.is_authenticated:
+        sign_out(db_session(), current_user.id)
     logout_user()
     session.clear()
     return redirect(url_for("auth.login"), code=303)
