@@ -14,6 +14,7 @@ def register_blueprints(app: Flask) -> None:
     from app.blueprints.partner.routes import bp as partner_bp
     from app.blueprints.pay.routes import bp as pay_bp
     from app.blueprints.portal.routes import bp as portal_bp
+    from app.blueprints.webhooks.routes import bp as webhooks_bp
 
     for blueprint in (
         approve_bp,
@@ -24,6 +25,7 @@ def register_blueprints(app: Flask) -> None:
         partner_bp,
         pay_bp,
         portal_bp,
+        webhooks_bp,
     ):
         app.register_blueprint(blueprint)
     if app.config["PORTICO"].payment_gateway == "sandbox":

@@ -96,11 +96,16 @@ class GatewayResult:
 
 @dataclass(frozen=True)
 class WebhookEvent:
-    """A verified processor event: id (unique per processor), type, and its object."""
+    """A verified processor event: id (unique per processor), type, and its object.
+
+    ``created`` is the processor's creation time of the event (seconds since the epoch,
+    0 when the payload has none): events that arrive out of order are compared by it.
+    """
 
     id: str
     type: str
     data: Mapping[str, object]
+    created: int = 0
 
 
 class GatewayError(Exception):

@@ -64,4 +64,10 @@ def verify(
         and isinstance(event.get("data"), dict)
     ):
         raise WebhookSignatureError("The payload is not an event.")
-    return WebhookEvent(id=event["id"], type=event["type"], data=event["data"])
+    created = event.get("created")
+    return WebhookEvent(
+        id=event["id"],
+        type=event["type"],
+        data=event["data"],
+        created=created if isinstance(created, int) and not isinstance(created, bool) else 0,
+    )

@@ -15,6 +15,7 @@ from typing import Any
 
 import stripe
 
+from app.clock import utcnow
 from app.gateway.base import (
     BankAccountDetails,
     CardDetails,
@@ -277,7 +278,8 @@ class StripeGateway:
         """Verify the ``Stripe-Signature`` header (HMAC-SHA256, 5-minute tolerance).
 
         Returns the event, ``data`` being its object as plain dicts. Raises
-        WebhookSignatureError for a missing, wrong or stale signature, or no secret.
+        WebhookSignatureError for a missing, wrong or stale signature, a timestamp more
+        than the tolerance in the future, or no secret.
         """
         if not self._webhook_secret:
             raise WebhookSignatureError("no Stripe webhook secret is configured")
@@ -286,8 +288,21 @@ class StripeGateway:
             event = self._client.construct_event(payload, signature, self._webhook_secret)
         except (stripe.SignatureVerificationError, ValueError) as err:
             raise WebhookSignatureError(str(err)) from None
+        # stripe-python refuses only old timestamps; a future one is as suspect (ADR 0018).
+        parts = [part.strip() for part in (signature or "").split(",")]
+        stamps = [part[2:] for part in parts if part.startswith("t=")]
+        tolerance = stripe.Webhook.DEFAULT_TOLERANCE
+        latest = utcnow().timestamp() + tolerance
+        if any(int(t) > latest for t in stamps if t.isdigit()):
+            raise WebhookSignatureError("The signature's timestamp is in the future.")
         body = event.to_dict()
-        return WebhookEvent(id=body["id"], type=body["type"], data=body["data"]["object"])
+        created = body.get("created")
+        return WebhookEvent(
+            id=body["id"],
+            type=body["type"],
+            data=body["data"]["object"],
+            created=created if isinstance(created, int) else 0,
+        )
 
     def _create_method(self, params: dict[str, Any]) -> TokenizedMethod:
         # Nothing of ours identifies a tokenization, so the key is fresh: it still makes
