@@ -1,17 +1,17 @@
-"""Failed sign-ins counted per client address: a fixed window in Redis (ADR 0019).
+"""Failed sign-ins counted per client address: a sliding window in Redis (ADR 0019).
 
 The per-account lockout (ADR 0007) stops guessing one account's password. It does not
 slow someone who tries one or two common passwords on many accounts (password spraying)
 or walks a list of stolen email-password pairs: each account sees few failures. So
 failures are also counted per client address, in Redis so every web process on every
-machine shares the count. Past ADDRESS_LIMIT failures within an ADDRESS_WINDOW, sign-in
-from that address is refused until the window ends, even with a right password (an
-answer that depended on the password would keep the guessing useful).
+machine shares the count. After ADDRESS_LIMIT failures within any ADDRESS_WINDOW, sign-in
+from that address is refused until the oldest of them leaves the window, even with a
+right password (an answer that depended on the password would keep the guessing useful).
 
 Only failures count: many people behind one office or mobile-carrier address sign in
-successfully without using up anyone's allowance. The window is fixed (it resets on the
-clock, e.g. every ten minutes), which may let up to twice the limit through around a
-boundary; that still slows a sprayer from thousands of tries an hour to about a hundred.
+successfully without using up anyone's allowance. Each address keeps a sorted set of its
+latest ADDRESS_LIMIT failure instants (milliseconds), so the window slides like the
+per-account one and memory per address stays bounded.
 
 When Redis cannot be reached, sign-in goes on without this count (the per-account
 lockout, kept in the database, still holds): a Redis outage must not lock everyone out.
@@ -20,6 +20,7 @@ lockout, kept in the database, still holds): a Redis outage must not lock everyo
 from __future__ import annotations
 
 import logging
+import secrets
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -50,40 +51,43 @@ class TooManyAttempts(DomainError):
         self.retry_after = retry_after
 
 
-def _window(now: datetime) -> tuple[int, timedelta]:
-    """The number of the window holding ``now`` and the time left until it ends."""
-    length = int(ADDRESS_WINDOW.total_seconds())
-    stamp = int(now.timestamp())
-    return stamp // length, timedelta(seconds=length - stamp % length)
+def _key(address: str) -> str:
+    return f"{_KEY_PREFIX}:{address}"
 
 
-def _key(address: str, window: int) -> str:
-    return f"{_KEY_PREFIX}:{window}:{address}"
+def _millis(now: datetime) -> int:
+    return int(now.timestamp() * 1000)
 
 
 def ensure_address_allowed(redis: Redis, address: str, *, now: datetime) -> None:
-    """Refuse a sign-in from ``address`` when it used up its failures in this window.
+    """Refuse a sign-in from ``address`` when it used up its failures in the window.
 
-    Reads only. Raises TooManyAttempts (with the time until the window ends).
+    Reads only. Raises TooManyAttempts (with the time until the oldest failure leaves
+    the window).
     """
-    window, left = _window(now)
+    now_ms, window_ms = _millis(now), int(ADDRESS_WINDOW.total_seconds() * 1000)
     try:
-        failures = int(redis.get(_key(address, window)) or 0)
+        recent = redis.zrangebyscore(
+            _key(address), f"({now_ms - window_ms}", "+inf", withscores=True
+        )
     except RedisError:
         log.warning("sign-in throttle: Redis unreachable, address %s not checked", address)
         return
-    if failures >= ADDRESS_LIMIT:
-        raise TooManyAttempts(left)
+    if len(recent) >= ADDRESS_LIMIT:
+        oldest = int(recent[len(recent) - ADDRESS_LIMIT][1])
+        raise TooManyAttempts(timedelta(milliseconds=max(1000, oldest + window_ms - now_ms)))
 
 
 def record_address_failure(redis: Redis, address: str, *, now: datetime) -> None:
-    """Count one failed sign-in from ``address`` in the current window. Raises nothing."""
-    window, _left = _window(now)
-    key = _key(address, window)
+    """Count one failed sign-in from ``address`` at ``now``. Raises nothing."""
+    now_ms, window_ms = _millis(now), int(ADDRESS_WINDOW.total_seconds() * 1000)
+    key = _key(address)
     try:
         with redis.pipeline() as pipe:
-            pipe.incr(key)
-            pipe.expire(key, int(ADDRESS_WINDOW.total_seconds()) * 2)
+            pipe.zadd(key, {f"{now_ms}:{secrets.token_hex(4)}": now_ms})
+            pipe.zremrangebyscore(key, "-inf", now_ms - window_ms)
+            pipe.zremrangebyrank(key, 0, -ADDRESS_LIMIT - 1)  # keep the newest LIMIT
+            pipe.pexpire(key, window_ms)
             pipe.execute()
     except RedisError:
         log.warning("sign-in throttle: Redis unreachable, failure from %s not counted", address)

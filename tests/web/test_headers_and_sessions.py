@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
 import pytest
@@ -23,7 +24,13 @@ from app import create_app
 from app.config import Settings, load_settings
 from app.models import OutboxMessage, User
 from app.services.auth import hash_password
-from app.services.auth_throttle import ADDRESS_LIMIT
+from app.services.auth_throttle import (
+    ADDRESS_LIMIT,
+    ADDRESS_WINDOW,
+    TooManyAttempts,
+    ensure_address_allowed,
+    record_address_failure,
+)
 from tests.web.helpers import DEMO_PASSWORD, csrf_token, sign_in
 from tests.web.walk_helpers import CUSTOMER, OPERATOR, PARTNER_ADMIN, World, build_world
 
@@ -164,6 +171,14 @@ def test_does_a_template_nonce_reach_the_policy(app: Flask) -> None:
     scripts = _directives(response.headers["Content-Security-Policy"])["script-src"]
     nonce = re.search(r'nonce="([^"]+)"', html).group(1)  # type: ignore[union-attr]
     assert scripts == ["'self'", f"'nonce-{nonce}'"]
+
+
+def test_does_an_error_page_carry_the_policy_too(client: FlaskClient) -> None:
+    response = client.get("/no-such-page")
+
+    assert response.status_code == 404
+    policy = _directives(response.headers["Content-Security-Policy"])
+    assert policy["script-src"] == ["'self'"] and policy["frame-ancestors"] == ["'none'"]
 
 
 def test_are_inline_handlers_and_javascript_urls_found_by_the_walk() -> None:
@@ -391,6 +406,19 @@ def test_is_sign_in_throttled_per_address_when_emails_rotate(client: FlaskClient
     # Someone at another address is not affected.
     elsewhere = client.post("/login", data=data, environ_base={"REMOTE_ADDR": "198.51.100.4"})
     assert elsewhere.status_code == 303
+
+
+def test_does_the_address_window_slide(app: Flask) -> None:
+    redis = app.extensions["portico"].redis
+    start = datetime(2026, 12, 7, 9, 59, 30, tzinfo=UTC)  # straddles 10:00 on purpose
+    for second in range(ADDRESS_LIMIT):
+        record_address_failure(redis, "203.0.113.8", now=start + timedelta(seconds=second))
+    ensure_address_allowed(redis, "198.51.100.4", now=start)  # other addresses unaffected
+
+    with pytest.raises(TooManyAttempts) as refused:
+        ensure_address_allowed(redis, "203.0.113.8", now=start + timedelta(minutes=9))
+    assert refused.value.retry_after == timedelta(minutes=1)
+    ensure_address_allowed(redis, "203.0.113.8", now=start + ADDRESS_WINDOW)  # first one left
 
 
 @pytest.mark.usefixtures("demo")
