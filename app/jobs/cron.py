@@ -4,7 +4,11 @@ from rq import cron
 
 from app.jobs.billing import reconcile_payments, start_daily_runs
 from app.jobs.dunning import start_daily_dunning
-from app.jobs.maintenance import complete_canceled_subscriptions, sweep_outbox
+from app.jobs.maintenance import (
+    apply_webhook_events,
+    complete_canceled_subscriptions,
+    sweep_outbox,
+)
 from app.jobs.orders import order_upkeep
 
 cron.register(sweep_outbox, queue_name="email", interval=60)
@@ -21,3 +25,6 @@ cron.register(order_upkeep, queue_name="default", interval=300)
 # Subscriptions a customer canceled end (become complete) the day after their paid
 # period; the step is idempotent, so an hourly tick is enough and a missed one catches up.
 cron.register(complete_canceled_subscriptions, queue_name="default", interval=3600)
+# Processor events whose application failed or whose delivery died after storing them
+# (the processor redelivers only until it hears a 2xx); applying is idempotent.
+cron.register(apply_webhook_events, queue_name="default", interval=300)

@@ -44,3 +44,17 @@ def complete_canceled_subscriptions() -> int:
                 now=utcnow(),
             )
     return completed
+
+
+def apply_webhook_events() -> int:
+    """Cron: apply processor events left unapplied (applying failed, or the delivery died
+    after storing the event) that no redelivery applied; returns how many were applied.
+    Safe to repeat (ADR 0018). Raises database errors for RQ to record.
+    """
+    from app.extensions import gateway
+    from app.services.webhooks import apply_unapplied
+
+    with job_session() as session:
+        done = apply_unapplied(session, gateway(), now=utcnow())
+        enqueue_emails([i for delivery in done for i in delivery.email_ids])
+    return len(done)

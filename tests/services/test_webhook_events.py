@@ -391,3 +391,42 @@ def test_does_the_sweeper_apply_a_failed_event_once(
     assert receipts(db, attempt) == 1
     db.rollback()
     assert db.exec(select(Payment).where(Payment.id == attempt.id)).one().status == "approved"
+
+
+def test_does_the_cron_sweeper_apply_an_abandoned_event_through_a_real_worker(
+    app: Flask, db: Session, shop: Shop, invoice: Invoice
+) -> None:
+    from rq import Queue, cron
+
+    from app.clock import utcnow
+    from app.jobs import cron as _schedule  # noqa: F401  (registers the cron jobs)
+    from app.jobs.maintenance import apply_webhook_events
+    from app.jobs.worker import PorticoWorker
+
+    attempt = lost_payment(app, db, shop, invoice, 10000)
+    evt = event("charge.succeeded", charge_object(processor_charge(app, attempt)))
+    # Stored two minutes ago by a delivery that died before applying it.
+    db.add(
+        ProcessorEvent(
+            gateway="sandbox",
+            event_id=evt.id,
+            type=evt.type,
+            object_ref=processor_charge(app, attempt).reference,
+            event_created=evt.created,
+            payload=dict(evt.data),
+            received_at=utcnow() - timedelta(minutes=2),
+        )
+    )
+    db.commit()
+    redis = app.extensions["portico"].redis
+    queue = Queue("default", connection=redis)
+
+    for _ in range(2):
+        queue.enqueue("app.jobs.maintenance.apply_webhook_events")
+        PorticoWorker([queue], connection=redis).work(burst=True)
+
+    [row] = events(db)
+    assert (row.outcome, row.applied_at is not None) == ("applied", True)
+    assert fresh(db, Payment, attempt.id).status == PaymentStatus.APPROVED
+    assert receipts(db, attempt) == 1
+    assert apply_webhook_events in [job["func"] for job in cron._job_data_registry]
