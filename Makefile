@@ -10,7 +10,7 @@ STAMP_NPM := node_modules/.installed
 VENDOR := app/static/vendor/htmx.min.js
 CHROMIUM ?= $(or $(PLAYWRIGHT_CHROMIUM_EXECUTABLE),/usr/bin/chromium)
 
-.PHONY: run test bench install browser lint format clean
+.PHONY: run test bench chaos install browser lint format clean
 
 run: install
 	PORTICO_ENV=$${PORTICO_ENV:-development} $(PY) -m app.devserver
@@ -24,6 +24,12 @@ test: install browser
 # they don't answer); rewrites the results in docs/benchmarks.md and the README.
 bench: install browser
 	PLAYWRIGHT_CHROMIUM_EXECUTABLE=$(CHROMIUM) $(PY) bench/suite.py $(BENCH_ARGS)
+
+# Billing and dunning runs with workers SIGKILLed and Redis crashed on purpose, against a
+# private Redis and database; checks exactly-once, writes docs/reliability.md, and fails
+# when a check does.
+chaos: install
+	$(PY) bench/chaos.py $(CHAOS_ARGS)
 
 install: $(STAMP_PY) $(VENDOR)
 
