@@ -1,4 +1,4 @@
-"""Who did what, when: the history timeline of accounts and orders."""
+"""Who did what, when: the history timeline of accounts and orders, and the audit trail."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ class AuditEvent(SQLModel, table=True):
     __table_args__ = (
         Index("ix_auditevent_subject", "subject_type", "subject_id"),
         Index("ix_auditevent_account_created", "customer_account_id", "created_at"),
+        # The operator's newest-first listing, of every partner or of one.
+        Index("ix_auditevent_created", "created_at"),
+        Index("ix_auditevent_partner_created", "partner_id", "created_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from app.domain.errors import NotFound
-from app.models import AuditEvent, Partner, Role, User
+from app.models import Partner, Role, User
+from app.services.audit_log import add_event
 from app.services.tenancy import partner_id_of
 
 
@@ -33,14 +34,8 @@ def partner_for_update(session: Session, user: User) -> Partner:
 def audit(
     session: Session, user: User, action: str, subject: str, subject_id: int | None, detail: dict
 ) -> None:
-    session.add(
-        AuditEvent(
-            partner_id=user.partner_id,
-            actor_user_id=user.id,
-            actor_label=user.email,
-            action=action,
-            subject_type=subject,
-            subject_id=subject_id,
-            detail=detail,
-        )
-    )
+    """Add an audit event done by the admin ``user`` to the caller's transaction."""
+    add_event(
+        session, action=action, subject_type=subject, subject_id=subject_id,
+        partner_id=user.partner_id, actor=user, detail=detail,
+    )  # fmt: skip

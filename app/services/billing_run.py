@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 from app.domain import schedule as rules
 from app.gateway.base import PaymentGateway
 from app.models import BillingRun, Partner, PaymentMethod, RunStatus, Subscription
+from app.services.audit_log import add_event
 from app.services.billing_batch import charge_batch
 from app.services.schedules import schedule_of
 from app.services.subscription_billing import (
@@ -69,6 +70,8 @@ def start_run(
     run = BillingRun(partner_id=partner_id, run_date=run_date, due=len(ids), chunks=len(chunks))
     session.add(run)
     try:
+        session.flush()
+        _audit_run(session, run, "billing_run.started")
         session.commit()
         created = True
     except IntegrityError:
@@ -324,8 +327,21 @@ def _finish_if_done(session: Session, run_id: int) -> None:
     )
     if _anything_due(session, partner_id=run.partner_id, as_of=run.run_date):
         finish = finish.where(BillingRun.chunks_done >= BillingRun.chunks)
-    session.execute(finish.values(status=RunStatus.COMPLETE))
+    finished = session.execute(finish.values(status=RunStatus.COMPLETE))
+    if finished.rowcount == 1:  # type: ignore[attr-defined]
+        _audit_run(session, run, "billing_run.completed")  # counts are the final ones
     session.commit()
+
+
+def _audit_run(session: Session, run: BillingRun, action: str) -> None:
+    # One event per run, not per charge: each charge's Payment row is its record (ADR 0020).
+    counts = ("due", "processed", "charged", "declined", "unknown", "errors", "skipped")
+    add_event(
+        session, action=action, subject_type="billing_run", subject_id=run.id,
+        partner_id=run.partner_id, actor_label="billing run",
+        detail={"run_date": run.run_date.isoformat(), "totals": dict(run.totals),
+                **{name: getattr(run, name) for name in counts}},
+    )  # fmt: skip
 
 
 def _anything_due(session: Session, *, partner_id: int, as_of: date) -> bool:

@@ -20,7 +20,6 @@ from sqlmodel import Session, col, func, select
 
 from app.domain.errors import Conflict
 from app.models import (
-    AuditEvent,
     CustomerAccount,
     Invoice,
     InvoiceLine,
@@ -32,6 +31,7 @@ from app.models import (
     User,
 )
 from app.services import payments
+from app.services.audit_log import add_event
 from app.services.invoice_forms import InvoiceForm, check_invoice_form
 from app.services.invoices import add_invoice, tax_rate_for
 from app.services.notifications import write_email
@@ -68,18 +68,11 @@ def record_event(
     **detail: object,
 ) -> None:
     """Add a history event done by ``user`` to the caller's transaction (no commit)."""
-    session.add(
-        AuditEvent(
-            partner_id=partner_id,
-            customer_account_id=account_id,
-            actor_user_id=user.id,
-            actor_label=user.name or user.email,
-            action=action,
-            subject_type=subject_type,
-            subject_id=subject_id,
-            detail=dict(detail),
-        )
-    )
+    add_event(
+        session, action=action, subject_type=subject_type, subject_id=subject_id,
+        partner_id=partner_id, customer_account_id=account_id, actor_user_id=user.id,
+        actor_label=user.name or user.email, detail=detail,
+    )  # fmt: skip
 
 
 def invoice_context(

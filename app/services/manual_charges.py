@@ -35,6 +35,7 @@ from app.models import (
     User,
 )
 from app.services import payments
+from app.services.audit_log import add_event
 from app.services.invoices import LineInput, add_invoice, apply_paid_amount
 from app.services.notifications import write_receipt
 from app.services.schedules import schedule_of
@@ -138,6 +139,7 @@ def manual_spec(
             "initial": initial,
             "payer_name": account.name,
             "actor": user.email,
+            "actor_user_id": user.id,
         },
     )
 
@@ -249,6 +251,7 @@ def finish_manual_charge(
         assert settled is not None
         return manual_outcome(session, settled)
     email_ids: list[int] = []
+    _audit_manual(session, attempt)
     if result.approved:
         email_ids = apply_manual_charge(session, attempt)
     elif result.status in ("declined", "error") and attempt.detail.get("initial"):
@@ -260,6 +263,34 @@ def finish_manual_charge(
         session.add(sub)
     session.commit()
     return manual_outcome(session, attempt, email_ids)
+
+
+def _audit_manual(session: Session, attempt: Payment) -> None:
+    """The audit event of a settled manual charge: approved, or not (with the reason).
+
+    An attempt still open (the answer was lost) gets its event when the reconciler
+    settles it through :func:`finish_manual_charge`.
+    """
+    if attempt.status in payments.OPEN_STATUSES:
+        return
+    what = "initial_charge" if attempt.detail.get("initial") else "charged_now"
+    approved = attempt.status == PaymentStatus.APPROVED
+    add_event(
+        session,
+        action=f"subscription.{what}" if approved else f"subscription.{what}_failed",
+        subject_type="subscription",
+        subject_id=attempt.subscription_id,
+        partner_id=attempt.partner_id,
+        customer_account_id=attempt.customer_account_id,
+        actor_user_id=attempt.detail.get("actor_user_id"),  # type: ignore[arg-type]
+        actor_label=str(attempt.detail.get("actor", "")),
+        detail={
+            "payment_id": attempt.id,
+            "amount": format_money(attempt.amount, attempt.currency),
+            "status": str(attempt.status),
+            "reason": attempt.decline_reason,
+        },
+    )
 
 
 def apply_manual_charge(session: Session, attempt: Payment) -> list[int]:

@@ -22,7 +22,8 @@ from app.domain import schedule as rules
 from app.domain.contact import is_email
 from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.money import format_plain, parse_amount
-from app.models import AuditEvent, CustomerAccount, OnBehalfDraft, Partner, Subscription, User
+from app.models import CustomerAccount, OnBehalfDraft, Partner, Subscription, User
+from app.services.audit_log import add_event
 from app.services.schedules import refresh_next_charge_date, schedule_of
 from app.services.tenancy import customer_for, partner_of
 
@@ -337,18 +338,12 @@ def _audit(
     subject_id: int | None,
     **detail: object,
 ) -> None:
-    session.add(
-        AuditEvent(
-            partner_id=user.partner_id,
-            customer_account_id=account.id if account else detail.get("account_id"),  # type: ignore[arg-type]
-            actor_user_id=user.id,
-            actor_label=user.name or user.email,
-            action=action,
-            subject_type=subject_type,
-            subject_id=subject_id,
-            detail=detail,
-        )
-    )
+    add_event(
+        session, action=action, subject_type=subject_type, subject_id=subject_id,
+        partner_id=user.partner_id,
+        customer_account_id=account.id if account else detail.get("account_id"),  # type: ignore[arg-type]
+        actor_user_id=user.id, actor_label=user.name or user.email, detail=detail,
+    )  # fmt: skip
 
 
 def _locked_account(session: Session, account_id: int) -> CustomerAccount:

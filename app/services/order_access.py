@@ -15,7 +15,8 @@ from sqlmodel import Session, col, select
 
 from app.domain.errors import Forbidden, NotFound
 from app.domain.orders import OrderStatus, transition
-from app.models import AuditEvent, Order, Partner, Role, User
+from app.models import Order, Partner, Role, User
+from app.services.audit_log import add_event
 from app.services.tenancy import owned, partner_id_of
 
 SEND_SETTING: Final = "Allow salespeople to send an order to customers for approval"
@@ -107,15 +108,8 @@ def record(
     **detail: Any,
 ) -> None:
     """Add an event to the order's history (no commit). ``action`` is ``order.<verb>``."""
-    session.add(
-        AuditEvent(
-            partner_id=order.partner_id,
-            customer_account_id=order.customer_account_id,
-            actor_user_id=user.id if user else None,
-            actor_label=user.email if user else (actor_label or "system"),
-            action=action,
-            subject_type="order",
-            subject_id=order.id,
-            detail=detail,
-        )
-    )
+    add_event(
+        session, action=action, subject_type="order", subject_id=order.id,
+        partner_id=order.partner_id, customer_account_id=order.customer_account_id,
+        actor=user, actor_label="" if user else actor_label, detail=detail,
+    )  # fmt: skip

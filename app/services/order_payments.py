@@ -350,6 +350,7 @@ def finish_order_payment(
     order = lock_order(session, attempt.order_id)  # type: ignore[arg-type]
     account = session.get(CustomerAccount, order.customer_account_id)
     assert account is not None
+    who = str(attempt.detail.get("actor") or "")  # who submitted it ("" is "system")
     email_ids: list[int] = []
     if result.approved:
         saved = attempt.detail.get("method")
@@ -364,9 +365,11 @@ def finish_order_payment(
             order.payment_id = attempt.id
             order.authorized_at = now
             order.tags = [tag for tag in order.tags if tag != DECLINED_TAG]
-            record(session, order, "order.authorized", amount=attempt.amount, **card_of(attempt))
+            record(session, order, "order.authorized", actor_label=who, amount=attempt.amount,
+                   **card_of(attempt))  # fmt: skip
         else:
-            record(session, order, "order.paid", amount=attempt.amount, **card_of(attempt))
+            record(session, order, "order.paid", actor_label=who, amount=attempt.amount,
+                   **card_of(attempt))  # fmt: skip
             email_ids = apply_order_payment(session, order, attempt, now=now)
     else:
         move(order, OrderStatus.DECLINED, now=now)
@@ -376,6 +379,7 @@ def finish_order_payment(
             session,
             order,
             "order.payment_declined",
+            actor_label=who,
             amount=attempt.amount,
             reason=order.decline_reason,
             **card_of(attempt),

@@ -28,6 +28,7 @@ from app.models import (
     User,
 )
 from app.services import card_testing, payments
+from app.services.audit_log import add_event
 from app.services.form_tokens import FormToken
 from app.services.invoices import apply_paid_amount
 from app.services.notifications import write_email, write_receipt
@@ -363,9 +364,30 @@ def apply_invoice_payment(session: Session, attempt: Payment) -> list[int]:
     assert invoice is not None and partner is not None and account is not None
     apply_paid_amount(invoice, attempt.amount)
     session.add(invoice)
+    if attempt.detail.get("source") == "paylink":  # a scheduled payment has its own events
+        _audit_payment(session, attempt, invoice)
     session.flush()
     emails = write_receipt(
         session, attempt, to_address=invoice.billing_email or account.email, partner=partner
     )
     paid_on = attempt.received_on or local_today(partner.timezone)
     return emails + restore_if_settled(session, account.id, as_of=paid_on)  # type: ignore[arg-type]
+
+
+def _audit_payment(session: Session, attempt: Payment, invoice: Invoice) -> None:
+    """The audit event of an approved pay-now payment (pay link, its embed, the portal)."""
+    add_event(
+        session,
+        action="invoice.paid_by_payer",
+        subject_type="payment",
+        subject_id=attempt.id,
+        partner_id=attempt.partner_id,
+        customer_account_id=attempt.customer_account_id,
+        actor_label=f"payer {attempt.detail.get('payer_email', '')}",
+        detail={
+            "invoice": invoice.number,
+            "amount": format_money(attempt.amount, attempt.currency),
+            "via": "pay link" if attempt.detail.get("pay_link_id") else "portal",
+            "method": f"{attempt.brand or attempt.method} •••• {attempt.last4}",
+        },
+    )

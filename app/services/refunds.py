@@ -34,7 +34,6 @@ from app.domain.errors import Conflict, FieldsInvalid, InvalidInput
 from app.domain.money import format_money, parse_amount
 from app.gateway.base import GatewayResult, GatewayUnavailable, PaymentGateway
 from app.models import (
-    AuditEvent,
     Invoice,
     InvoiceStatus,
     Partner,
@@ -44,6 +43,7 @@ from app.models import (
     User,
 )
 from app.services import payments
+from app.services.audit_log import add_event
 from app.services.form_tokens import FormToken
 from app.services.invoices import apply_paid_amount
 from app.services.tenancy import owned, partner_id_of
@@ -206,7 +206,12 @@ def refund_payment(
         brand=parent.brand,
         last4=parent.last4,
         gateway=gateway.name,
-        detail={"source": REFUND_SOURCE, "actor": user.email, "note": form.note.strip()[:MAX_NOTE]},
+        detail={
+            "source": REFUND_SOURCE,
+            "actor": user.email,
+            "actor_user_id": user.id,
+            "note": form.note.strip()[:MAX_NOTE],
+        },
     )
 
     def still_refundable(tx: Session) -> None:
@@ -264,17 +269,14 @@ def finish_refund(
 
 def _apply_refund(session: Session, refund: Payment, *, as_of: date) -> None:
     """Every effect of an approved refund, in the caller's transaction."""
-    session.add(
-        AuditEvent(
-            partner_id=refund.partner_id,
-            customer_account_id=refund.customer_account_id,
-            actor_label=str(refund.detail.get("actor", "")),
-            action="payment.refunded",
-            subject_type="payment",
-            subject_id=refund.parent_payment_id,
-            detail={"refund_id": refund.id, "amount": refund.amount, "method": refund.method},
-        )
-    )
+    add_event(
+        session, action="payment.refunded", subject_type="payment",
+        subject_id=refund.parent_payment_id, partner_id=refund.partner_id,
+        customer_account_id=refund.customer_account_id,
+        actor_user_id=refund.detail.get("actor_user_id"),  # type: ignore[arg-type]
+        actor_label=str(refund.detail.get("actor", "")),
+        detail={"refund_id": refund.id, "amount": refund.amount, "method": refund.method},
+    )  # fmt: skip
     session.execute(
         update(Payment)
         .where(col(Payment.id) == refund.parent_payment_id)
@@ -357,6 +359,7 @@ def record_manual_refund(
             detail={
                 "source": REFUND_SOURCE,
                 "actor": user.email,
+                "actor_user_id": user.id,
                 "note": form.note.strip()[:MAX_NOTE],
             },
         )

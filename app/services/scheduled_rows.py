@@ -12,7 +12,8 @@ from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
 from app.domain.money import format_money
-from app.models import AuditEvent, Invoice, PaymentMethod, ScheduledPayment, ScheduledStatus
+from app.models import Invoice, PaymentMethod, ScheduledPayment, ScheduledStatus
+from app.services.audit_log import add_event
 
 LIVE: Final = (ScheduledStatus.SCHEDULED, ScheduledStatus.PROCESSING)
 RUN_ACTOR: Final = "billing run"
@@ -78,15 +79,10 @@ def audit(
     **detail: object,
 ) -> None:
     """Add a history row about ``row`` to the caller's transaction."""
-    session.add(
-        AuditEvent(
-            partner_id=row.partner_id,
-            customer_account_id=row.customer_account_id,
-            actor_user_id=actor_user_id,
-            actor_label=actor_label,
-            action=f"scheduled_payment.{action}",
-            subject_type="scheduled_payment",
-            subject_id=row.id,
-            detail={"amount": format_money(row.amount, row.currency), **detail},
-        )
-    )
+    add_event(
+        session, action=f"scheduled_payment.{action}", subject_type="scheduled_payment",
+        subject_id=row.id, partner_id=row.partner_id,
+        customer_account_id=row.customer_account_id, actor_user_id=actor_user_id,
+        actor_label=actor_label,
+        detail={"amount": format_money(row.amount, row.currency), **detail},
+    )  # fmt: skip

@@ -33,7 +33,8 @@ from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
 from app.domain.errors import DomainError, FieldsInvalid, NotFound
-from app.models import AuditEvent, LinkPurpose, SignInToken, User
+from app.models import LinkPurpose, SignInToken, User
+from app.services.audit_log import add_event
 from app.services.auth import end_sessions, find_user_by_email, hash_password
 from app.services.invitations import is_pending
 from app.services.notifications import write_email
@@ -234,19 +235,11 @@ def _signed_in(user: User, now: datetime) -> None:
 
 
 def _audit(session: Session, user: User, action: str, now: datetime) -> None:
-    session.add(
-        AuditEvent(
-            partner_id=user.partner_id,
-            customer_account_id=user.customer_account_id,
-            actor_user_id=user.id,
-            actor_label=user.email,
-            action=action,
-            subject_type="user",
-            subject_id=user.id,
-            detail={"email": user.email},
-            created_at=now,
-        )
-    )
+    add_event(
+        session, action=action, subject_type="user", subject_id=user.id,
+        partner_id=user.partner_id, customer_account_id=user.customer_account_id,
+        actor=user, detail={"email": user.email}, at=now,
+    )  # fmt: skip
 
 
 def sign_in_link_user(session: Session, token: str, *, now: datetime) -> User:

@@ -13,7 +13,8 @@ from sqlmodel import Session, col, select
 
 from app.domain import schedule as rules
 from app.domain.errors import NotFound
-from app.models import AuditEvent, PaymentMethod, Role, Subscription, User
+from app.models import PaymentMethod, Role, Subscription, User
+from app.services.audit_log import add_event
 from app.services.schedules import refresh_next_charge_date, schedule_of
 from app.services.tenancy import owned, partner_id_of
 
@@ -74,18 +75,11 @@ def audit(
     session: Session, user: User | None, sub: Subscription, action: str, **detail: object
 ) -> None:
     """Add a history row for ``sub`` to the caller's transaction."""
-    session.add(
-        AuditEvent(
-            partner_id=sub.partner_id,
-            customer_account_id=sub.customer_account_id,
-            actor_user_id=user.id if user else None,
-            actor_label=user.email if user else "system",
-            action=action,
-            subject_type="subscription",
-            subject_id=sub.id,
-            detail=detail,
-        )
-    )
+    add_event(
+        session, action=action, subject_type="subscription", subject_id=sub.id,
+        partner_id=sub.partner_id, customer_account_id=sub.customer_account_id,
+        actor=user, detail=detail,
+    )  # fmt: skip
 
 
 def default_method(session: Session, account_id: int) -> PaymentMethod | None:

@@ -21,6 +21,7 @@ from app.domain import schedule as rules
 from app.gateway.base import GatewayResult, PaymentGateway
 from app.models import CustomerAccount, Partner, Payment, PaymentMethod, PaymentStatus, Subscription
 from app.services import payments
+from app.services.audit_log import add_event
 from app.services.invoices import LineInput, add_invoice, apply_paid_amount
 from app.services.notifications import write_email, write_receipt
 from app.services.schedules import refresh_next_charge_date, schedule_of
@@ -342,6 +343,13 @@ def record_decline(
     sub.last_error = result.message or "The payment was declined."
     sub.updated_at = now
     session.add(sub)
+    add_event(
+        session, action="subscription.charge_declined", subject_type="subscription",
+        subject_id=sub.id, partner_id=sub.partner_id, customer_account_id=account.id,
+        actor_label="billing run", at=now,
+        detail={"payment_id": attempt.id, "period": str(attempt.period_date),
+                "amount": attempt.amount, "reason": sub.last_error},
+    )  # fmt: skip
     session.flush()
     context = {"subscription": sub, "account": account, "partner": partner, "attempt": attempt,
                "reason": sub.last_error, "update_url": f"{base_url}/portal/"}  # fmt: skip

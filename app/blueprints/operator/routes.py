@@ -19,5 +19,6 @@ def partners() -> Response:
     return render_view("operator/partners.html", rows=list_partners(db_session()))
 
 
+from app.blueprints.operator import audit as _audit  # noqa: E402,F401  (registers the audit trail)
 from app.blueprints.operator import outbox as _outbox  # noqa: E402,F401  (registers the outbox pages)
 from app.blueprints.operator import runs as _runs  # noqa: E402,F401  (registers the billing-run pages)
