@@ -25,6 +25,10 @@ the day it is registered. Only the allow-list below may answer an anonymous requ
   standing in for a processor's own servers; registered only with the sandbox gateway.
 
 Adding an endpoint to this list is a security decision: say why in the review.
+
+``tests/security/test_tenant_matrix.py`` supersedes the anonymous sweep for every method
+and every actor (with other tenants' ids and canaries); this file stays as the short,
+readable statement of who may open what.
 """
 
 from __future__ import annotations
