@@ -3,6 +3,7 @@
     .venv/bin/python bench/suite.py                    # all benchmarks, 3 repeats each
     .venv/bin/python bench/suite.py --repeats 5
     .venv/bin/python bench/suite.py --only widget_latency partner_pages --no-write
+    .venv/bin/python bench/suite.py --only billing_run --merge   # re-run one, keep the rest
 
 Runs each benchmark script in its own process against the local PostgreSQL and Redis when
 they answer (127.0.0.1:5432 and :6379), else against SQLite and an embedded Redis. Each
@@ -11,6 +12,9 @@ script measures its figures ``--repeats`` times and appends them as JSON lines
 the budget of every figure, and, on a full run, rewrites the results section of
 ``docs/benchmarks.md`` (with the date, the machine and the exact command) and the
 headline figures in the README (after each benchmark, so a long run shows its progress).
+Every write also saves the figures and commands in ``docs/benchmarks.json``; ``--merge``
+re-runs only the ``--only`` benchmarks and rewrites the docs with their new figures beside
+the saved ones of the others (the header says which rows came from which run).
 A missed budget is reported, not an error; a benchmark that crashes is named in the
 table and makes the command exit non-zero.
 """
@@ -18,6 +22,7 @@ table and makes the command exit non-zero.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -26,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 
@@ -36,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from bench import support  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
+SAVED = ROOT / "docs" / "benchmarks.json"
 README = ROOT / "README.md"
 RESULTS = ("<!-- bench:results:start -->", "<!-- bench:results:end -->")
 HEADLINE = ("<!-- bench:headline:start -->", "<!-- bench:headline:end -->")
@@ -187,11 +193,48 @@ def headline(figures: list[support.Figure]) -> list[str]:
 def write(
     figures: list[support.Figure], header: list[str], commands: list[tuple[str, float]]
 ) -> None:
-    """Rewrite the results section of docs/benchmarks.md and the README's headline."""
+    """Rewrite the results section of docs/benchmarks.md and the README's headline, and
+    save what they show in docs/benchmarks.json (for a later ``--merge``)."""
     body = [*header, "", *table(figures), "", "Each benchmark ran as:", ""]
     body += [f"- `{command}` ({seconds / 60:.1f} min)" for command, seconds in commands]
     _replace(DOCS, RESULTS, "\n".join(body))
     _replace(README, HEADLINE, "\n".join([header[0], "", *headline(figures)]))
+    saved = {
+        "header": header,
+        "commands": [list(c) for c in commands],
+        "figures": [asdict(f) for f in figures],
+    }
+    SAVED.write_text(json.dumps(saved, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def merged(
+    rerun: list[Step], figures: list[support.Figure], commands: list[tuple[str, float]]
+) -> tuple[list[support.Figure], list[str], list[tuple[str, float]]]:
+    """The saved run's figures and commands with those of ``rerun`` replaced by the new
+    ones, in the suite's order, and the saved header with a line naming the re-run."""
+    if not SAVED.exists():
+        raise SystemExit(f"--merge needs {SAVED.relative_to(ROOT)} from an earlier full run")
+    saved = json.loads(SAVED.read_text(encoding="utf-8"))
+    names = {s.name for s in rerun}
+    kept = [support.Figure(**f) for f in saved["figures"] if f["benchmark"] not in names]
+    order = {s.name: i for i, s in enumerate(STEPS)}
+    every = sorted(kept + figures, key=lambda f: order.get(f.benchmark, len(STEPS)))
+    old = [(c, t) for c, t in saved["commands"] if _step_of(c) not in names]
+    header = [line for line in saved["header"] if not line.startswith("Re-run ")]
+    header.append(
+        f"Re-run {date.today():%Y-%m-%d} (`bench/suite.py {' '.join(sys.argv[1:])}`): "
+        f"{', '.join(sorted(names))}; the other rows are from the run above."
+    )
+    runs = sorted([*old, *commands], key=lambda c: order.get(_step_of(c[0]), len(STEPS)))
+    return every, header, [(c, t) for c, t in runs]
+
+
+def _step_of(command: str) -> str:
+    """The name of the step a saved command line ran (the billing steps share a script)."""
+    script = command.split()[1].removeprefix("bench/").removesuffix(".py")
+    if script == "billing_run" and "--latency-ms" in command:
+        return "billing_run_latency"
+    return script
 
 
 def main() -> None:
@@ -201,7 +244,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", nargs="+", choices=[s.name for s in STEPS])
     parser.add_argument("--no-write", action="store_true", help="leave the docs as they are")
+    parser.add_argument(
+        "--merge", action="store_true", help="with --only: keep the saved figures of the rest"
+    )
     args = parser.parse_args()
+    if args.merge and not args.only:
+        parser.error("--merge re-runs the benchmarks named by --only")
     postgres = support.postgres_reachable()
     redis_url = support.local_redis_url()
     steps = [s for s in STEPS if not args.only or s.name in args.only]
@@ -215,20 +263,24 @@ def main() -> None:
     failed: list[str] = []
     commands: list[tuple[str, float]] = []
     started = time.perf_counter()
-    writes = not (args.only or args.no_write)
+    writes = not args.no_write and (args.merge or not args.only)
     for done, step in enumerate(steps, start=1):
         status, seconds, shown = run_step(step, postgres, redis_url, args.repeats, out)
         commands.append((shown, seconds))
         print(f"-- {step.name}: exit {status}, {seconds:.0f} s", flush=True)
         if status:
             failed.append(step.name)
-        if writes and done < len(steps):  # a long run shows its figures as they come
+        if writes and done < len(steps) and not args.merge:  # show figures as they come
             still = ", ".join(s.name for s in steps[done:])
             progress = [*header, f"**In progress**: still to run: {still}.", *_failures(failed)]
             write(support.load_figures(out), progress, commands)
     figures = support.load_figures(out)
+    if args.merge:
+        figures, header, commands = merged(steps, figures, commands)
+        header[0] = header[0].rstrip(".") + "."
     minutes = (time.perf_counter() - started) / 60
-    header[0] = header[0].rstrip(".") + f", {minutes:.0f} min in all."
+    if not args.merge:
+        header[0] = header[0].rstrip(".") + f", {minutes:.0f} min in all."
     print("\n" + "\n".join(header) + "\n\n" + "\n".join(table(figures)))
     if writes:
         write(figures, [*header, *_failures(failed)], commands)
