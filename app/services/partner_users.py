@@ -209,7 +209,8 @@ def set_user_active(session: Session, admin: User, user_id: int, *, active: bool
     """Deactivate or reactivate one of the partner's users (commits; no-op if unchanged).
 
     A deactivated user cannot sign in, and their open sessions stop working on their
-    next request (the login manager loads active users only).
+    next request (the login manager loads active users only) and stay ended after a
+    reactivation (deactivating bumps ``session_version``).
 
     Raises:
         NotAllowed / NotFound: as managed_partner_id, or a user of another partner.
@@ -290,11 +291,11 @@ def _write_active(
                 col(other.id) != user.id,
             )
         )
+    values: dict[str, object] = {"is_active": active}
+    if not active:  # their sessions end for good: reactivating must not revive them
+        values["session_version"] = col(User.session_version) + 1
     result = session.execute(
-        update(User)
-        .where(*guards)
-        .values(is_active=active)
-        .execution_options(synchronize_session=False)
+        update(User).where(*guards).values(**values).execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict(

@@ -379,6 +379,23 @@ def test_does_a_password_reset_end_the_session_on_another_device(
     assert sign_in(other_device, CUSTOMER, NEW_PASSWORD).status_code == 303
 
 
+@pytest.mark.usefixtures("demo")
+def test_does_reactivation_leave_the_old_session_ended(app: Flask, db: Session) -> None:
+    sales = app.test_client()
+    assert sign_in(sales, "sales@us-partner.example").status_code == 303
+    sales_id = db.exec(select(User.id).where(User.email == "sales@us-partner.example")).one()
+    admin = app.test_client()
+    assert sign_in(admin, PARTNER_ADMIN).status_code == 303
+    token = csrf_token(admin, "/partner/users")
+
+    for action in ("deactivate", "reactivate"):
+        response = admin.post(f"/partner/users/{sales_id}/{action}", data={"csrf_token": token})
+        assert response.status_code in (200, 303), (action, response.status_code)
+
+    assert sales.get("/partner/").status_code == 302  # signed out, and stays so
+    assert sign_in(sales, "sales@us-partner.example").status_code == 303
+
+
 # -- sign-in throttle and password hashes ---------------------------------------------------
 
 
