@@ -82,6 +82,7 @@ class Target:
     staff_user_id: int  # a partner user of the same tenant
     invoice_id: int  # open, with a pay link and a scheduled payment
     paid_invoice_id: int
+    late_invoice_id: int  # overdue
     spare_invoice_id: int  # open, nothing scheduled: its own forms still offer to pay
     payment_id: int  # approved card payment, partly refunded
     refund_id: int
@@ -373,6 +374,7 @@ def _target(
         staff_user_id=admin.id,  # type: ignore[arg-type]
         invoice_id=open_invoice.id,  # type: ignore[arg-type]
         paid_invoice_id=paid_invoice.id,  # type: ignore[arg-type]
+        late_invoice_id=_invoice(session, account.id, " rental").id,  # type: ignore[arg-type]
         spare_invoice_id=_invoice(session, account.id, " dues").id,  # type: ignore[arg-type]
         payment_id=payment.id,  # type: ignore[arg-type]
         refund_id=refund.refund.id,  # type: ignore[arg-type]

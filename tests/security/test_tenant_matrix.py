@@ -88,21 +88,40 @@ def _other_partner(actor: Actor) -> str:
     return "a1" if actor.tenant == "B" else "b1"
 
 
-def _fill(world: World, actor: Actor, target: Target, rule: Rule, *, tamper: bool = False) -> str:
-    """The rule's path with every variable naming ``target``'s record (or its partner's)."""
+def _fill(
+    world: World,
+    actor: Actor,
+    target: Target,
+    rule: Rule,
+    *,
+    variant: int = 0,
+    tamper: bool = False,
+) -> str:
+    """The rule's path with every variable naming ``target``'s record (or its partner's).
+
+    ``variant`` picks among records of one kind in different states (an open, a paid and
+    an overdue invoice; a payment and its refund; an order awaiting approval and a draft),
+    so the matrix's rows together reach each of them.
+    """
     partner = world.targets[_other_partner(actor)]
+
+    def pick(*ids: int) -> int:
+        return ids[variant % len(ids)]
+
     records: dict[str, Callable[[], object]] = {
         "customer_id": lambda: target.customer_id,
-        "invoice_id": lambda: target.invoice_id,
-        "order_id": lambda: target.order_id,
-        "payment_id": lambda: target.payment_id,
+        "invoice_id": lambda: pick(
+            target.invoice_id, target.paid_invoice_id, target.late_invoice_id
+        ),
+        "order_id": lambda: pick(target.order_id, target.draft_order_id),
+        "payment_id": lambda: pick(target.payment_id, target.refund_id),
         "subscription_id": lambda: target.subscription_id,
         "method_id": lambda: target.method_id,
         "scheduled_id": lambda: target.scheduled_id,
         "message_id": lambda: target.message_id,
         "product_id": lambda: partner.product_id,
         "widget_id": lambda: partner.widget_id,
-        "user_id": lambda: partner.staff_user_id,
+        "user_id": lambda: pick(partner.staff_user_id, partner.user_id),
         "run_id": lambda: partner.run_id,
         "widget_key": lambda: partner.widget_key,
         "token": lambda: _token(target, partner, rule.endpoint),
@@ -417,12 +436,13 @@ def test_can_an_actor_reach_another_tenants_records(
     client, csrf = _client(matrix_app, actor)
     failures = []
 
+    variant = MATRIX.index((actor_key, target_key))
     for rule, method in _requests(matrix_app):
         expect = EXPECTATIONS.get(rule.endpoint)
         if expect is None:
             continue  # test_does_every_route_have_an_expectation names it
         kind = verdict(expect, actor, rule)
-        path = _fill(world, actor, target, rule)
+        path = _fill(world, actor, target, rule, variant=variant)
         scope = _token_scope(expect, target, partner) if kind == "token" else None
         if rule.endpoint == "auth.logout":
             scope = target.path  # the sign-in link before it signed the browser in as its user
