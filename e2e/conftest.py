@@ -39,6 +39,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
+from e2e.card_scan import check_stopped_stack
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 E2E_REDIS_DB = 13
@@ -343,6 +345,9 @@ def running_stack(workdir: Path, *, redis_db: int = E2E_REDIS_DB) -> Iterator[Li
             )
             _allow_origin(base_url, demo_origin)
             yield stack
+            stack.stop()
+            # No card data at rest: scanned once its processes stopped, before it is dropped.
+            check_stopped_stack(workdir, database_url, redis_url)
         finally:
             stack.stop()
 
