@@ -72,8 +72,8 @@ def object_ref(data: Mapping[str, Any]) -> str:
     Stripe); otherwise the object's own id (a sandbox charge).
     """
     for key in ("payment_intent", "charge", "id"):
-        value = data.get(key)
-        if isinstance(value, str) and value:
+        value = _text(data.get(key))
+        if value:
             return value
     return ""
 
@@ -121,12 +121,12 @@ def find_payment(
     """
     metadata = data.get("metadata")
     metadata = metadata if isinstance(metadata, Mapping) else {}
-    purpose = str(metadata.get("purpose_key") or "")
-    key = str(metadata.get("idempotency_key") or "")
+    purpose = _text(metadata.get("purpose_key"))
+    key = _text(metadata.get("idempotency_key"))
     if not purpose and key.startswith("portico:"):
         purpose = key.removeprefix("portico:")
     found: Payment | None = None
-    attempt_id = str(metadata.get("attempt_id") or "")
+    attempt_id = _text(metadata.get("attempt_id"))
     if attempt_id.isdigit():
         found = session.get(Payment, int(attempt_id))
         if found is not None and purpose and found.purpose_key != purpose:
@@ -137,7 +137,7 @@ def find_payment(
         found = None
     if found is not None and (not refund or found.kind in refunds.GATEWAY_KINDS):
         return found
-    refs = [v for v in (data.get("payment_intent"), data.get("id")) if isinstance(v, str) and v]
+    refs = [v for v in (_text(data.get("payment_intent")), _text(data.get("id"))) if v]
     kinds = refunds.GATEWAY_KINDS if refund else _SETTLED_BY_EVENTS
     if not refs:
         return None
@@ -283,7 +283,7 @@ def _settle_our_refund(
     """Settle Portico's own refund attempt that a processor refund names; None if it
     names none of ours."""
     metadata = refund.get("metadata")
-    key = str(metadata.get("idempotency_key") or "") if isinstance(metadata, Mapping) else ""
+    key = _text(metadata.get("idempotency_key")) if isinstance(metadata, Mapping) else ""
     attempt = None
     if key.startswith("portico:"):
         attempt = payments.find_attempt(session, key.removeprefix("portico:"))
@@ -375,6 +375,13 @@ def _record_missing_refund(
     # ask about (the processor has no refund under this key).
     refunds.finish_refund(session, row, result, now=now)
     return True
+
+
+def _text(value: object) -> str:
+    """A reference or key to look up: a string that fits our columns, else ""."""
+    if not isinstance(value, str) or len(value) > 255 or not value.isprintable():
+        return ""
+    return value
 
 
 def _int(value: object) -> int:

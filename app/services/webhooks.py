@@ -71,15 +71,16 @@ def receive_event(
     by a delivery that died more than ``RETRY_AFTER`` ago, is applied by this one.
 
     Raises:
-        InvalidInput: an event id that is empty or longer than 255 characters.
+        InvalidInput: an event id that is empty, longer than 255 characters or not
+            printable.
         EventNotApplied: applying raised (the row keeps the error; deliver it again).
     """
-    if not event.id or len(event.id) > 255:
+    if not event.id or len(event.id) > 255 or not event.id.isprintable():
         raise InvalidInput("The event has no usable id.", "id")
     row = ProcessorEvent(
         gateway=gateway.name,
         event_id=event.id,
-        type=event.type[:100],
+        type="".join(c for c in event.type[:100] if c.isprintable()),
         object_ref=effects.object_ref(event.data)[:255],
         event_created=event.created,
         payload=dict(event.data),

@@ -165,6 +165,65 @@ def test_is_only_the_configured_gateways_route_there_and_only_for_posts(
     assert count(db, Row) == 0
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"not json at all", id="not-json"),
+        pytest.param(b'["an", "array"]', id="not-an-object"),
+        pytest.param(b'{"id": 7, "type": "charge.succeeded", "data": {}}', id="id-not-a-string"),
+        pytest.param(
+            json.dumps({"id": "e" * 256, "type": "charge.succeeded", "data": {}}).encode(),
+            id="id-too-long",
+        ),
+        pytest.param(
+            json.dumps({"id": "evt_\u0000", "type": "charge.succeeded", "data": {}}).encode(),
+            id="id-with-nul",
+        ),
+    ],
+)
+def test_is_a_signed_body_that_is_no_usable_event_refused_and_not_stored(
+    app: Flask, db: Session, body: bytes
+) -> None:
+    response = post(app, body, sandbox(app).sign_webhook(body))
+
+    assert response.status_code == 400
+    assert "error" in response.get_json()
+    assert count(db, Row) == 0
+
+
+def test_is_a_payload_too_large_to_be_an_event_refused_unread(app: Flask, db: Session) -> None:
+    body = b'{"id": "evt_big", "type": "charge.succeeded", "data": {"pad": "' + b"x" * 300_000
+    body += b'"}}'
+
+    response = post(app, body, sandbox(app).sign_webhook(body))
+
+    assert response.status_code == 413
+    assert count(db, Row) == 0
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"id": 7, "metadata": ["attempt_id", "1"], "amount": "100", "currency": 5},
+        {"id": "ch_x", "metadata": {"attempt_id": "999999", "purpose_key": "<script>"}},
+        {"payment_intent": {"id": "pi_expanded"}, "amount_refunded": -5, "refunds": "all"},
+        {"id": "ch_\u0000\n", "metadata": {"idempotency_key": "portico:" + "k" * 5000}},
+    ],
+    ids=["wrong-types", "unknown-attempt", "odd-shapes", "control-characters"],
+)
+@pytest.mark.parametrize("type_", ["charge.succeeded", "charge.failed", "charge.refunded"])
+def test_is_a_signed_event_with_a_hostile_object_stored_without_effect(
+    app: Flask, db: Session, lost: Payment, type_: str, obj: dict
+) -> None:
+    body = payload(event(type_, obj))
+
+    response = post(app, body, sandbox(app).sign_webhook(body))
+
+    assert response.status_code == 200
+    assert response.get_json()["outcome"] == "unknown_object"
+    assert fresh(db, Payment, lost.id).status == PaymentStatus.UNKNOWN
+
+
 # -- Stripe ------------------------------------------------------------------------------
 
 

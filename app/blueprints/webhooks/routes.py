@@ -13,6 +13,7 @@ from flask import Blueprint, abort, current_app, jsonify, request
 from werkzeug.wrappers import Response
 
 from app.clock import utcnow
+from app.domain.errors import InvalidInput
 from app.extensions import csrf, db_session, gateway
 from app.gateway.base import WebhookSignatureError
 from app.services import webhooks
@@ -39,6 +40,8 @@ def receive(gateway_name: str) -> tuple[Response, int]:
         return jsonify({"error": "The signature does not verify."}), 400
     try:
         delivery = webhooks.receive_event(db_session(), processor, event, now=utcnow())
+    except InvalidInput as exc:
+        return jsonify({"error": exc.message}), 400
     except webhooks.EventNotApplied:
         current_app.logger.exception("processor event %s stored, not applied", event.id)
         return jsonify({"error": "The event is stored but not applied; deliver it again."}), 500
