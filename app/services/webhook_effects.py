@@ -192,8 +192,8 @@ def _charge_result(event: StoredEvent, attempt: Payment) -> GatewayResult:
         message = data.get("failure_message") or error.get("message")
         return GatewayResult(
             status="declined",
-            decline_code=str(code or "card_declined")[:60],
-            message=str(message or "Your card was declined.")[:300],
+            decline_code=_printable(code)[:60] or "card_declined",
+            message=_printable(message)[:300] or "Your card was declined.",
             **base,
         )
     captured = _int(data.get("amount_captured")) or _int(data.get("amount_received"))
@@ -382,6 +382,10 @@ def _text(value: object) -> str:
     if not isinstance(value, str) or len(value) > 255 or not value.isprintable():
         return ""
     return value
+
+
+def _printable(value: object) -> str:
+    return "".join(c for c in value if c.isprintable()) if isinstance(value, str) else ""
 
 
 def _int(value: object) -> int:
