@@ -98,12 +98,14 @@ class AuditFilters:
 
     @property
     def active(self) -> bool:
-        return any((self.partner_id, self.action, self.actor, self.subject_type,
-                    self.since, self.until))  # fmt: skip
+        """Whether any filter is set (the empty list then says "No events match")."""
+        return any(getattr(self, name) for name in self.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
 class AuditRow:
+    """One listed event with its partner's name and its actor's email (if a user)."""
+
     event: AuditEvent
     partner_name: str
     actor_email: str
@@ -111,6 +113,8 @@ class AuditRow:
 
 @dataclass(frozen=True)
 class AuditPage:
+    """One page of the listing, with the choices the filter form offers."""
+
     filters: AuditFilters
     rows: list[AuditRow]
     page: int
