@@ -187,6 +187,16 @@ EXPECTATIONS: dict[str, Expect] = {
 }
 
 
+# Query strings that make an own-area GET return data to scan: "cnry" is in every
+# canary, so a search for it finds every record the search can reach; ranges cover all.
+QUERIES = {
+    "partner.customers": "q=cnry",
+    "partner.export_invoices": "from=2000-01-01&to=2100-12-31",
+    "partner.export_payments": "from=2000-01-01&to=2100-12-31",
+    "portal.payments": "from=2000-01-01&to=2100-12-31",
+    "operator.outbox": "q=cnry",
+}
+
 # URL variables that are not records (a wizard step number, a static file, a processor).
 NOT_RECORDS = {"n": "1", "filename": "css/portico.css", "gateway_name": "sandbox"}
 

@@ -53,6 +53,7 @@ from tests.conftest import _empty_all_tables
 from tests.security.route_expectations import (
     EXPECTATIONS,
     NOT_RECORDS,
+    QUERIES,
     Expect,
     may_see,
     related,
@@ -136,7 +137,8 @@ def _fill(
         text = str(records[name]())
         return _tampered(text) if tamper and name in ("token", "widget_key") else text
 
-    return _VARIABLE.sub(value, rule.rule)
+    path = _VARIABLE.sub(value, rule.rule)
+    return f"{path}?{QUERIES[rule.endpoint]}" if rule.endpoint in QUERIES else path
 
 
 def _token(target: Target, partner: Target, endpoint: str) -> str:
@@ -301,9 +303,24 @@ def test_is_the_world_built_with_every_record(world: World) -> None:
         ("a1", lambda t: f"/portal/invoices/{t['a1'].invoice_id}", ("A", "cust", "a1", "inv")),
         ("operator", lambda t: f"/operator/customers/{t['b1'].customer_id}", ("B", "cust")),
         ("anonymous", lambda t: f"/pay/{t['b1'].pay_token}", ("B", "cust", "b1")),
+        ("partner_admin_a", lambda t: f"/partner/?{QUERIES['partner.customers']}", ("A", "cust")),
+        (
+            "partner_admin_b",
+            lambda t: f"/partner/exports/invoices.csv?{QUERIES['partner.export_invoices']}",
+            ("B", "cust"),
+        ),
         ("anonymous", lambda t: f"/approve/{t['a2'].approval_token}", ("A", "cust", "a2")),
     ],
-    ids=["partner-customer", "partner-invoice", "portal-invoice", "operator", "pay", "approve"],
+    ids=[
+        "partner-customer",
+        "partner-invoice",
+        "portal-invoice",
+        "operator",
+        "pay",
+        "search",
+        "export",
+        "approve",
+    ],
 )
 def test_do_the_canaries_show_where_they_belong(
     matrix_app: Flask, world: World, actor_key: str, path_of: Callable, owner: Path
