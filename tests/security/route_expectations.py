@@ -25,8 +25,8 @@ row's ``area`` gives each actor a verdict:
   non-member.
 - ``public``: the way in, health, static assets, the sandbox's card entry: any answer
   below 500, without any tenant's canary.
-- ``webhook``: an unsigned processor event is refused with 400 (or 404 for a processor
-  that is not configured), never applied.
+- ``webhook``: an unsigned event posted to the configured processor's endpoint is
+  refused with 400 (the only place a 400 counts as the refusal), never applied.
 """
 
 from __future__ import annotations

@@ -187,19 +187,18 @@ def _problems(
     problems = []
     if status >= 500:
         problems.append(f"answered {status}")
-    if kind == "refuse" or kind == "webhook":
-        allowed = set(SIGNED_IN_REFUSALS)
-        if kind == "webhook":
-            allowed.add(400)
-        location = response.headers.get("Location", "")
+    location = response.headers.get("Location", "")
+    if kind == "refuse":
         to_login = status == 302 and re.match(r"^(https?://[^/]+)?/login\b", location)
-        if status not in allowed and not (actor.role == "anonymous" and to_login):
+        if status not in SIGNED_IN_REFUSALS and not (actor.role == "anonymous" and to_login):
             problems.append(f"answered {status} {location}".rstrip())
+    if kind == "webhook" and status != 400:
+        problems.append(f"an unsigned event answered {status}, not 400")
     if kind == "operator" and method == "GET" and status != 200:
         problems.append(f"the operator's console answered {status}, not 200")
     if kind == "operator":
         return problems  # reads every tenant by design
-    text = response.get_data().decode("utf-8", "replace") + response.headers.get("Location", "")
+    text = response.get_data().decode("utf-8", "replace") + location
     seen = set(re.findall(r"cnry\d{4}q", text.lower()))
     for canary in sorted(seen):
         owner = world.canaries.owner[canary]
