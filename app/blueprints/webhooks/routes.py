@@ -33,6 +33,7 @@ def receive(gateway_name: str) -> tuple[Response, int]:
         abort(404)
     if (request.content_length or 0) > MAX_PAYLOAD_BYTES:
         return jsonify({"error": "The payload is too large."}), 413
+    request.max_content_length = MAX_PAYLOAD_BYTES  # a chunked body has no length to check
     payload = request.get_data(cache=False)
     try:
         event = processor.parse_webhook(payload, request.headers)
