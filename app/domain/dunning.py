@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Final
 
 from app.domain.errors import InvalidInput
+from app.domain.ids import parse_id
 
 
 class StageKind(StrEnum):
@@ -146,8 +147,8 @@ def _parse_row(
     day: int | None = None
     if isinstance(raw_day, int) and not isinstance(raw_day, bool):
         day = raw_day
-    elif isinstance(raw_day, str) and raw_day.strip().isdigit() and len(raw_day.strip()) < 6:
-        day = int(raw_day.strip())
+    elif isinstance(raw_day, str) and len(raw_day.strip()) < 6:
+        day = parse_id(raw_day)
     if day is None:
         errors[f"stages-{n}-day"] = f"{label}: enter the day as a whole number, such as 5."
     elif not low <= day <= high:

@@ -18,6 +18,7 @@ from datetime import date
 from typing import Final
 
 from app.domain.errors import FieldsInvalid, InvalidInput
+from app.domain.ids import parse_id
 from app.domain.money import format_plain, parse_amount
 from app.domain.orders import line_amounts
 from app.domain.schedule import Frequency
@@ -118,8 +119,9 @@ class LinesForm:
         """Apply an "add" or "remove-<n>" button; anything else leaves the rows as they are."""
         if op == "add":
             return self.with_line_added(as_of)
-        if op.startswith("remove-") and op[7:].isdigit():
-            return self.without_line(int(op[7:]), as_of)
+        index = parse_id(op[7:]) if op.startswith("remove-") else None
+        if index is not None:
+            return self.without_line(index, as_of)
         return self
 
 
@@ -165,7 +167,8 @@ def _line(
     product = None
     if row.product.strip():
         text = row.product.strip()
-        product = products.get(int(text)) if text.isdigit() else None
+        product_id = parse_id(text)
+        product = products.get(product_id) if product_id is not None else None
         if product is None:
             errors[prefix + "product"] = "Choose one of your products, or none for a free line."
     description = row.description.strip() or (product.name if product else "")

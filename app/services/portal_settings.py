@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from app.domain import schedule as rules
 from app.domain.errors import FieldsInvalid, NotFound
+from app.domain.ids import parse_id
 from app.models import Partner, Product, User
 from app.services.admin_access import admin_partner_id, audit, partner_for_update
 
@@ -67,10 +68,10 @@ def portal_settings(session: Session, user: User) -> PortalSettings:
 def _ids(values: tuple[str, ...]) -> set[int]:
     ids: set[int] = set()
     for value in values:
-        text = value.strip()
-        if not text.isdigit():
+        found = parse_id(value)
+        if found is None:
             raise NotFound("Not found.")  # no product of any partner has such an id
-        ids.add(int(text))
+        ids.add(found)
     return ids
 
 

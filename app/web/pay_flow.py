@@ -79,7 +79,8 @@ def submit_invoice_payment(
 
 def _method(form, view: pay_links.LinkView, saved_methods: list[PaymentMethod]):  # noqa: ANN001, ANN202
     saved_id = form.get("saved_method", "")
-    if saved_id and saved_id != "new":
+    # Where no saved method is offered (pay links, embeds) the field is not on the form.
+    if saved_id and saved_id != "new" and saved_methods:
         for method in saved_methods:
             if str(method.id) == saved_id:
                 return method

@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response
 
 from app.blueprints.partner.routes import bp
 from app.domain.errors import Conflict
+from app.domain.ids import parse_id
 from app.domain.money import format_plain
 from app.extensions import db_session
 from app.models import User
@@ -114,8 +115,9 @@ def new_invoice(customer_id: int) -> Response:
 def _edit_lines(form: InvoiceForm, op: str) -> InvoiceForm:
     if op == "add":
         return form.with_line_added()
-    if op.startswith("remove-") and op[7:].isdigit():
-        return form.without_line(int(op[7:]))
+    index = parse_id(op[7:]) if op.startswith("remove-") else None
+    if index is not None:
+        return form.without_line(index)
     return form
 
 

@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 
 from app.blueprints.partner.routes import bp
 from app.domain.errors import Conflict
+from app.domain.ids import parse_id
 from app.extensions import db_session
 from app.models import CustomerAccount, OnBehalfDraft, User
 from app.services import on_behalf as service
@@ -77,7 +78,7 @@ def on_behalf_choose(customer_id: int) -> Response:
         if request.form.get("action") == "back":
             return redirect_to(url_for("partner.on_behalf_start", customer_id=customer_id))
         wants = request.form.get("wants_changes") == "yes"
-        chosen = [int(i) for i in request.form.getlist("subscription") if i.isdigit()]
+        chosen = [n for i in request.form.getlist("subscription") if (n := parse_id(i))]
         try:
             service.save_choice(db_session(), draft, wants_changes=wants, chosen=chosen)
         except service.StepInvalid as exc:

@@ -20,6 +20,7 @@ from app.blueprints.partner.billing_docs import partner_clock
 from app.blueprints.partner.routes import bp
 from app.blueprints.partner.settings import settings_page
 from app.domain.errors import Conflict, DomainError, InvalidInput, NotFound
+from app.domain.ids import parse_id
 from app.domain.money import format_plain, parse_amount
 from app.domain.orders import OrderStatus
 from app.extensions import db_session, gateway
@@ -204,15 +205,15 @@ def submit_order(order_id: int) -> Response:
     values = kept_values(form, ("card", "holder_name", "choice"))
     try:
         ensure_may_collect(b.partner, user)  # before a new card goes to the processor
-        sequence = int(form.get("sequence", "0")) if form.get("sequence", "").isdigit() else 0
+        sequence = parse_id(form.get("sequence", "")) or 0
         card_field = form.get("card", "")
         if card_field == "new":
             holder = form.get("holder_name", "").strip() or b.account.name
             card = order_payments.CardChoice(
                 new_method=tokenize_from_form(gateway(), form, kind="card", holder_name=holder)
             )
-        elif card_field.isdigit():
-            card = order_payments.CardChoice(saved_method_id=int(card_field))
+        elif (method_id := parse_id(card_field)) is not None:
+            card = order_payments.CardChoice(saved_method_id=method_id)
         else:
             raise InvalidInput("Choose a card on file or enter a new card.", "card")
         outcome = order_payments.submit_order(

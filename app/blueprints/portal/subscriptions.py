@@ -17,6 +17,7 @@ from werkzeug.wrappers import Response
 
 from app.blueprints.portal.routes import bp
 from app.domain.errors import Conflict, FieldsInvalid, Forbidden, InvalidInput
+from app.domain.ids import parse_id
 from app.domain.money import format_plain
 from app.extensions import db_session, gateway
 from app.models import Partner
@@ -198,9 +199,10 @@ def _method_choice(page: JoinPage) -> MethodChoice:
     """The saved method chosen, or the new card tokenized. Raises FieldErrors."""
     chosen = request.form.get("saved_method", "")
     if chosen and chosen != "new":
-        if not chosen.isdigit():
+        method_id = parse_id(chosen)
+        if method_id is None:
             raise FieldErrors({"saved_method": "Choose one of your saved payment methods."})
-        return MethodChoice(saved_method_id=int(chosen))
+        return MethodChoice(saved_method_id=method_id)
     holder = " ".join(request.form.get("name", "").split()) or page.account.name
     return MethodChoice(
         new_method=tokenize_from_form(gateway(), request.form, kind="card", holder_name=holder)
