@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, SQLModel, select
 
 from app.models import (
@@ -100,3 +101,22 @@ def _lines(
         if product is not None and parent is not None and product.partner_id != parent.partner_id:
             name = f"{model.__name__} {line.id}"  # type: ignore[attr-defined]
             yield f"{name}.product_id -> Product {product.id} of another partner"
+
+
+def tenant_snapshot(session: Session, partner_id: int) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the partner's tables (the audit log aside), to compare before and after.
+
+    The audit log is left out: recording a refused attempt there is not a change to the
+    tenant's records.
+    """
+    snapshot: dict[str, list[tuple[Any, ...]]] = {}
+    for table in SQLModel.metadata.sorted_tables:
+        if table.name == "partner":
+            query = sa_select(table).where(table.c.id == partner_id)
+        elif "partner_id" in table.c and table.name != "auditevent":
+            query = sa_select(table).where(table.c.partner_id == partner_id)
+        else:
+            continue
+        rows = session.execute(query.order_by(*table.primary_key.columns)).all()
+        snapshot[table.name] = [tuple(row) for row in rows]
+    return snapshot

@@ -59,7 +59,7 @@ from tests.security.route_expectations import (
     related,
     verdict,
 )
-from tests.security.tenant_links import cross_tenant_links
+from tests.security.tenant_links import cross_tenant_links, tenant_snapshot
 from tests.security.tenant_world import PASSWORD, PRICES, Actor, Path, Target, World, build_world
 from tests.web.helpers import sign_in
 
@@ -516,6 +516,55 @@ def test_does_an_htmx_block_request_get_refused_too(
             failures.append(f"GET {path} (htmx) [{rule.endpoint}]: {problem}")
 
     assert not failures, "\n".join(failures)
+
+
+def _plausible_form(csrf: str) -> dict[str, str]:
+    """A form that would pass most of the portal's validation (extra fields are ignored),
+    so a refused request is refused for whose record it names, not for an empty field."""
+    day = _soon()
+    text = {
+        "amount": "1.00", "price": "1.00", "unit_price": "1.00", "fixed_amount": "1.00",
+        "manual_amount": "1.00", "total_amount": "100.00", "initial_amount": "",
+        "quantity": "1", "description": "Plausible line", "note": "plausible",
+        "reference": "Check 1", "method": "check", "kind": "check", "currency": "USD",
+        "received_on": day, "refunded_on": day, "issue_date": day, "due_date": day,
+        "start_date": day, "activation_date": day, "pay_on": day, "end_date": "",
+        "frequency": "monthly", "stop_rule": "unending", "status": "recurring",
+        "choice": "charge", "card": "new", "sequence": "1", "billing_email": "p@example.com",
+        "email": "p@example.com", "name": "Plausible Payer", "title": "Plausible",
+        "purpose": "Plausible", "wants_changes": "no", "active": "1", "role": "partner_sales",
+        "origin": "https://plausible.example", "accept_card": "on", "allow_one_time": "on",
+    }  # fmt: skip
+    return {"csrf_token": csrf, **text}
+
+
+@pytest.mark.parametrize(
+    ("actor_key", "target_key"),
+    [("partner_admin_a", "b1"), ("a1", "a2"), ("partner_admin_b", "a1"), ("anonymous", "b1")],
+)
+def test_does_a_plausible_form_on_another_tenants_record_change_nothing(
+    matrix_app: Flask, world: World, engine: Engine, actor_key: str, target_key: str
+) -> None:
+    actor, target = world.actors[actor_key], world.targets[target_key]
+    client, csrf = _client(matrix_app, actor)
+    with Session(engine) as session:
+        before = tenant_snapshot(session, target.partner_id)
+    failures = []
+
+    for rule, method in _requests(matrix_app):
+        expect = EXPECTATIONS[rule.endpoint]
+        if method != "POST" or verdict(expect, actor, rule) != "refuse":
+            continue
+        path = _fill(world, actor, target, rule)
+        response = client.post(path, data=_plausible_form(csrf))
+        for problem in _problems(world, actor, "refuse", response, method=method, scope=None):
+            failures.append(f"POST {path} [{rule.endpoint}]: {problem}")
+
+    with Session(engine) as session:
+        after = tenant_snapshot(session, target.partner_id)
+    changed = sorted(name for name in before if before[name] != after[name])
+    assert not failures, "\n".join(failures)
+    assert not changed, f"refused requests changed {changed} of {target.tenant}"
 
 
 def test_does_any_row_point_at_another_tenants_record(world: World, engine: Engine) -> None:
