@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import timedelta
 
 import pytest
 from flask import Flask
@@ -47,7 +45,6 @@ from werkzeug.routing import Rule
 from werkzeug.test import TestResponse
 
 from app import create_app
-from app.clock import local_today
 from app.config import Settings
 from tests.conftest import _empty_all_tables
 from tests.security.route_expectations import (
@@ -60,6 +57,7 @@ from tests.security.route_expectations import (
     verdict,
 )
 from tests.security.tenant_links import cross_tenant_links, tenant_snapshot
+from tests.security.tenant_probes import PROBES, money, plausible_form
 from tests.security.tenant_world import PASSWORD, PRICES, Actor, Path, Target, World, build_world
 from tests.web.helpers import sign_in
 
@@ -341,81 +339,6 @@ def test_do_the_canaries_show_where_they_belong(
 # admins' own settings forms empty, after which the portal offers no product to join.
 
 
-@dataclass(frozen=True)
-class Probe:
-    """A form of the actor's own record, posted with another customer's or partner's id."""
-
-    actor: str
-    path: Callable[[dict[str, Target]], str]
-    data: Callable[[dict[str, Target]], dict[str, str]]
-    form_page: Callable[[dict[str, Target]], str] | None = None  # read its form token first
-    method: str = "POST"
-    statuses: tuple[int, ...] = (404, 409, 422)
-
-
-def _money(minor: int) -> str:
-    return f"{minor // 100}.{minor % 100:02d}"
-
-
-def _soon(days: int = 3) -> str:
-    return (local_today("America/New_York") + timedelta(days=days)).isoformat()
-
-
-PROBES = {
-    "manual-charge-result-of-another-partners-payment": Probe(
-        "partner_admin_a",
-        lambda t: f"/partner/subscriptions/{t['a1'].subscription_id}?charge={t['b1'].payment_id}",
-        lambda t: {},
-        method="GET",
-    ),
-    "order-paid-with-another-partners-card": Probe(
-        "partner_admin_a",
-        lambda t: f"/partner/orders/{t['a1'].draft_order_id}/submit",
-        lambda t: {"card": str(t["b1"].method_id), "choice": "charge", "sequence": "1"},
-    ),
-    "order-paid-with-another-customers-card": Probe(
-        "partner_admin_a",
-        lambda t: f"/partner/orders/{t['a1'].draft_order_id}/submit",
-        lambda t: {"card": str(t["a2"].method_id), "choice": "charge", "sequence": "1"},
-    ),
-    "order-line-with-another-partners-product": Probe(
-        "partner_admin_a",
-        lambda t: f"/partner/orders/{t['a1'].draft_order_id}/lines",
-        lambda t: {"product": str(t["b1"].product_id), "quantity": "1", "activation_date": _soon()},
-    ),
-    "order-totals-with-another-partners-product": Probe(
-        "partner_admin_a",
-        lambda t: f"/partner/orders/{t['a1'].draft_order_id}/totals",
-        lambda t: {"product": str(t["b1"].product_id), "quantity": "1", "activation_date": _soon()},
-        statuses=(200, 422),  # a preview of the rows as typed; the foreign price never counts
-    ),
-    "catalog-join-with-another-customers-card": Probe(
-        "a1",
-        lambda t: f"/portal/catalog/{t['a1'].product_id}",
-        lambda t: {"saved_method": str(t["a2"].method_id)},
-        form_page=lambda t: f"/portal/catalog/{t['a1'].product_id}",
-    ),
-    "invoice-scheduled-on-another-customers-card": Probe(
-        "a1",
-        lambda t: f"/portal/invoices/{t['a1'].spare_invoice_id}/schedule",
-        lambda t: {"pay_on": _soon(), "amount": "", "payment_method_id": str(t["a2"].method_id)},
-        form_page=lambda t: f"/portal/invoices/{t['a1'].spare_invoice_id}/schedule",
-    ),
-    "invoice-paid-with-another-customers-card": Probe(
-        "a1",
-        lambda t: f"/portal/invoices/{t['a1'].spare_invoice_id}/pay",
-        lambda t: {"saved_method": str(t["a2"].method_id), "amount": "1.00"},
-        form_page=lambda t: f"/portal/invoices/{t['a1'].spare_invoice_id}/pay",
-    ),
-    "pay-link-paid-with-another-customers-card": Probe(
-        "a1",
-        lambda t: f"/pay/{t['a1'].pay_token}",
-        lambda t: {"saved_method": str(t["a2"].method_id), "amount": "1.00"},
-        form_page=lambda t: f"/pay/{t['a1'].pay_token}",
-    ),
-}
-
-
 @pytest.mark.parametrize("name", list(PROBES))
 def test_is_another_tenants_id_in_a_form_refused(
     matrix_app: Flask, world: World, engine: Engine, name: str
@@ -435,7 +358,7 @@ def test_is_another_tenants_id_in_a_form_refused(
 
     assert response.status_code in probe.statuses, response.status_code
     assert not _problems(world, actor, "own", response, method=probe.method, scope=None)
-    assert _money(PRICES["B"]) not in response.get_data(as_text=True)
+    assert money(PRICES["B"]) not in response.get_data(as_text=True)
     with Session(engine) as session:
         assert not cross_tenant_links(session)
 
@@ -518,26 +441,6 @@ def test_does_an_htmx_block_request_get_refused_too(
     assert not failures, "\n".join(failures)
 
 
-def _plausible_form(csrf: str) -> dict[str, str]:
-    """A form that would pass most of the portal's validation (extra fields are ignored),
-    so a refused request is refused for whose record it names, not for an empty field."""
-    day = _soon()
-    text = {
-        "amount": "1.00", "price": "1.00", "unit_price": "1.00", "fixed_amount": "1.00",
-        "manual_amount": "1.00", "total_amount": "100.00", "initial_amount": "",
-        "quantity": "1", "description": "Plausible line", "note": "plausible",
-        "reference": "Check 1", "method": "check", "kind": "check", "currency": "USD",
-        "received_on": day, "refunded_on": day, "issue_date": day, "due_date": day,
-        "start_date": day, "activation_date": day, "pay_on": day, "end_date": "",
-        "frequency": "monthly", "stop_rule": "unending", "status": "recurring",
-        "choice": "charge", "card": "new", "sequence": "1", "billing_email": "p@example.com",
-        "email": "p@example.com", "name": "Plausible Payer", "title": "Plausible",
-        "purpose": "Plausible", "wants_changes": "no", "active": "1", "role": "partner_sales",
-        "origin": "https://plausible.example", "accept_card": "on", "allow_one_time": "on",
-    }  # fmt: skip
-    return {"csrf_token": csrf, **text}
-
-
 @pytest.mark.parametrize(
     ("actor_key", "target_key"),
     [("partner_admin_a", "b1"), ("a1", "a2"), ("partner_admin_b", "a1"), ("anonymous", "b1")],
@@ -556,7 +459,7 @@ def test_does_a_plausible_form_on_another_tenants_record_change_nothing(
         if method != "POST" or verdict(expect, actor, rule) != "refuse":
             continue
         path = _fill(world, actor, target, rule)
-        response = client.post(path, data=_plausible_form(csrf))
+        response = client.post(path, data=plausible_form(csrf))
         for problem in _problems(world, actor, "refuse", response, method=method, scope=None):
             failures.append(f"POST {path} [{rule.endpoint}]: {problem}")
 
