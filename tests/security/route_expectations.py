@@ -37,6 +37,8 @@ from werkzeug.routing import Rule
 
 from tests.security.tenant_world import Actor, Path
 
+Scope = tuple[Path, bool]  # the record a token opens, and whether its contents show
+
 
 @dataclass(frozen=True)
 class Expect:
@@ -234,7 +236,8 @@ def may_see(actor: Actor, owner: Path) -> bool:
     return actor.role != "customer" or owner[1:2] != ("cust",) or owner[2] == actor.cust
 
 
-def related(owner: Path, scope: Path) -> bool:
-    """The token's record, what it contains, and what it belongs to."""
-    shorter = min(len(owner), len(scope))
-    return owner[:shorter] == scope[:shorter]
+def related(owner: Path, record: Path, contents: bool) -> bool:
+    """Whether a token that opens ``record`` may show a canary of ``owner``: the record
+    itself and what it belongs to (its customer, its partner), and with ``contents`` what
+    it holds (an invoice's lines, an order's lines)."""
+    return record[: len(owner)] == owner or (contents and owner[: len(record)] == record)

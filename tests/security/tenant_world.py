@@ -328,7 +328,7 @@ def _target(
     draft = make_order(
         session,
         account,
-        [(f"{canaries.mint(*path, 'order')} draft", 1, 2000, "once", today + timedelta(days=3))],
+        [(f"{canaries.mint(*path, 'draft')} draft", 1, 2000, "once", today + timedelta(days=3))],
         by=admin,
     )
     order, _ = order_approval.send_for_approval(

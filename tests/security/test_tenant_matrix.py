@@ -52,6 +52,7 @@ from tests.security.route_expectations import (
     NOT_RECORDS,
     QUERIES,
     Expect,
+    Scope,
     may_see,
     related,
     verdict,
@@ -161,13 +162,14 @@ def _tampered(token: str) -> str:
     return token[:middle] + ("A" if token[middle] != "A" else "B") + token[middle + 1 :]
 
 
-def _token_scope(expect: Expect, target: Target, partner: Target) -> Path:
+def _token_scope(expect: Expect, target: Target, partner: Target) -> Scope:
+    """The record a genuine token opens; True: what the record contains is shown too."""
     return {
-        "invoice": (*target.path, "inv", "open"),
-        "order": (*target.path, "order"),
-        "customer": target.path,
-        "invite": (partner.tenant, "staff"),
-        "widget": (partner.tenant, "widget"),
+        "invoice": ((*target.path, "inv", "open"), True),
+        "order": ((*target.path, "order"), True),
+        "customer": (target.path, False),  # who the link is for, not their invoices
+        "invite": ((partner.tenant, "staff"), False),
+        "widget": ((partner.tenant, "widget"), False),
     }[expect.scope]
 
 
@@ -178,7 +180,7 @@ def _problems(
     response: TestResponse,
     *,
     method: str,
-    scope: Path | None,
+    scope: Scope | None,
 ) -> list[str]:
     """What is wrong with ``response`` for the verdict ``kind`` (empty: nothing)."""
     status = response.status_code
@@ -200,7 +202,7 @@ def _problems(
     seen = set(re.findall(r"cnry\d{4}q", text.lower()))
     for canary in sorted(seen):
         owner = world.canaries.owner[canary]
-        if may_see(actor, owner) or (scope is not None and related(owner, scope)):
+        if may_see(actor, owner) or (scope is not None and related(owner, *scope)):
             continue
         problems.append(f"shows {canary} of {'/'.join(owner)}")
     return problems
@@ -384,7 +386,7 @@ def test_can_an_actor_reach_another_tenants_records(
         path = _fill(world, actor, target, rule, variant=variant)
         scope = _token_scope(expect, target, partner) if kind == "token" else None
         if rule.endpoint == "auth.logout":
-            scope = target.path  # the sign-in link before it signed the browser in as its user
+            scope = (target.path, False)  # the sign-in link signed the browser in as its user
         try:
             response = _send(client, method, path, csrf)
         except Exception as exc:  # noqa: BLE001  (TESTING propagates a 500's exception)
