@@ -39,6 +39,7 @@ from app.services import (
     billing_run,
     form_tokens,
     invitations,
+    invoice_admin,
     order_approval,
     partner_users,
     pay_links,
@@ -51,6 +52,7 @@ from app.services.auth import hash_password
 from app.services.demo import _write_partner  # the seed's writer, fed our specs
 from app.services.demo_data import CustomerSpec, InvSpec, PartnerSpec, ProductSpec, SubSpec
 from app.services.demo_gateway import gateway_work
+from app.services.invoice_forms import InvoiceForm, LineRow
 from tests.services.order_helpers import make_order
 
 PASSWORD = "portico-demo"
@@ -83,7 +85,7 @@ class Target:
     invoice_id: int  # open, with a pay link and a scheduled payment
     paid_invoice_id: int
     late_invoice_id: int  # overdue
-    spare_invoice_id: int  # open, nothing scheduled: its own forms still offer to pay
+    spare_invoice_id: int  # issued by the partner with a memo, nothing scheduled on it
     payment_id: int  # approved card payment, partly refunded
     refund_id: int
     subscription_id: int
@@ -139,7 +141,6 @@ def _customer(c: Canaries, tenant: str, key: str, *, user: bool, card: str) -> C
             InvSpec("open", f"{c.mint(*path, 'inv', 'open')} fee", 4000, -5, 25, "created"),
             InvSpec("paid", f"{c.mint(*path, 'inv', 'paid')} deposit", 5000, -30, -15, "paid"),
             InvSpec("late", f"{c.mint(*path, 'inv', 'late')} rental", 9000, -42, -12, "overdue"),
-            InvSpec("spare", f"{c.mint(*path, 'inv', 'spare')} dues", 3000, -2, 30, "created"),
         ),
     )
 
@@ -339,6 +340,15 @@ def _target(
         base_url="http://localhost",
         secret=secret,  # type: ignore[arg-type]
     )
+    spare = invoice_admin.issue_invoice(  # as the partner's "New invoice" page does
+        session, admin, account.id,
+        InvoiceForm(
+            issue_date=today.isoformat(), due_date=(today + timedelta(days=30)).isoformat(),
+            memo=f"{canaries.mint(*path, 'inv', 'spare')} memo",
+            lines=(LineRow(f"{canaries.mint(*path, 'inv', 'spare')} dues", "1", "30.00"),),
+        ),
+        as_of=today, now=now, links=invoice_admin.Links(secret, "http://localhost"),
+    ).invoice  # fmt: skip
     link = pay_links.issue_link(
         session, invoice=open_invoice, partner=partner, now=now, user_id=admin.id
     )
@@ -375,7 +385,7 @@ def _target(
         invoice_id=open_invoice.id,  # type: ignore[arg-type]
         paid_invoice_id=paid_invoice.id,  # type: ignore[arg-type]
         late_invoice_id=_invoice(session, account.id, " rental").id,  # type: ignore[arg-type]
-        spare_invoice_id=_invoice(session, account.id, " dues").id,  # type: ignore[arg-type]
+        spare_invoice_id=spare.id,  # type: ignore[arg-type]
         payment_id=payment.id,  # type: ignore[arg-type]
         refund_id=refund.refund.id,  # type: ignore[arg-type]
         subscription_id=subscription.id,  # type: ignore[arg-type]

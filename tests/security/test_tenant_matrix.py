@@ -99,9 +99,9 @@ def _fill(
 ) -> str:
     """The rule's path with every variable naming ``target``'s record (or its partner's).
 
-    ``variant`` picks among records of one kind in different states (an open, a paid and
-    an overdue invoice; a payment and its refund; an order awaiting approval and a draft),
-    so the matrix's rows together reach each of them.
+    ``variant`` picks among records of one kind in different states (an open, a paid, an
+    overdue invoice and one the partner issued; a payment and its refund; an order awaiting
+    approval and a draft), so the matrix's rows together reach each of them.
     """
     partner = world.targets[_other_partner(actor)]
 
@@ -111,7 +111,10 @@ def _fill(
     records: dict[str, Callable[[], object]] = {
         "customer_id": lambda: target.customer_id,
         "invoice_id": lambda: pick(
-            target.invoice_id, target.paid_invoice_id, target.late_invoice_id
+            target.invoice_id,
+            target.paid_invoice_id,
+            target.late_invoice_id,
+            target.spare_invoice_id,
         ),
         "order_id": lambda: pick(target.order_id, target.draft_order_id),
         "payment_id": lambda: pick(target.payment_id, target.refund_id),
