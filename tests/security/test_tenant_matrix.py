@@ -281,7 +281,7 @@ def _send(client: FlaskClient, method: str, path: str, csrf: str) -> TestRespons
 # -- tests ---------------------------------------------------------------------------------------
 
 
-def test_does_every_route_have_an_expectation(matrix_app: Flask) -> None:
+def test_does_every_route_have_an_expectation(matrix_app: Flask, world: World) -> None:
     endpoints = {rule.endpoint for rule in matrix_app.url_map.iter_rules()}
 
     missing = sorted(endpoints - set(EXPECTATIONS))
@@ -289,6 +289,8 @@ def test_does_every_route_have_an_expectation(matrix_app: Flask) -> None:
 
     assert not missing, f"routes without a row in EXPECTATIONS: {missing}"
     assert not stale, f"rows for routes that no longer exist: {stale}"
+    for rule in matrix_app.url_map.iter_rules():  # an unknown URL variable fails here
+        assert "<" not in _fill(world, world.actors["a1"], world.targets["b1"], rule)
 
 
 def test_is_the_world_built_with_every_record(world: World) -> None:
