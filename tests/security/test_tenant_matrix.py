@@ -7,7 +7,8 @@ URL variables filled with the ids and tokens of a record the actor does not own:
 - customer a1 aims at customer a2 (same partner) and at customer b1 (partner B), and a2
   at a1 and b1;
 - partner A's admin and sales user aim at partner B's records, partner B's admin at A's;
-- the operator and an anonymous visitor aim at partner B's records.
+- the operator and an anonymous visitor aim at partner B's records, partner B's customer
+  b1 at a1.
 
 Partner-level variables (product, widget, partner user, billing run) always name the
 *other partner's* record. Every record carries canaries (``tenant_world``); every
@@ -80,6 +81,7 @@ MATRIX = [
     ("partner_sales_a", "b1"),
     ("partner_admin_b", "a1"),
     ("operator", "b1"),
+    ("b1", "a1"),  # a customer of the partner in Germany (EUR, VAT) aims at partner A
 ]
 
 
