@@ -7,9 +7,12 @@ its name, email, description or title. A canary belongs to an owner path, for ex
 ``("B", "widget")``. The matrix scans every response for the canaries its actor may not see.
 
 The rows come from the demo seed's own writer (fed with canary specs instead of the demo's)
-and from the services a partner admin, a customer and the billing run use: widgets, orders
-sent for approval, pay links, refunds through the sandbox processor, scheduled payments,
-invitations, emailed sign-in and reset links, a billing run. Nothing of Portico is mocked.
+and from the services a partner admin, a customer and the billing run use: widgets, an
+invoice issued with a memo, orders sent for approval, pay links, refunds through the
+sandbox processor, scheduled payments, invitations, emailed sign-in and reset links, a
+billing run. Orders are rows (``tests/services/order_helpers.make_order``, as the order
+service tests build them) sent through the real approval service. Nothing of Portico is
+mocked.
 """
 
 from __future__ import annotations
