@@ -39,9 +39,10 @@ def create_app(config: dict[str, Any] | None = None, settings: Settings | None =
 
     extensions.init_app(app, settings)
 
-    from app.web import compression, errors, security, templating
+    from app.web import compression, errors, input_guard, security, templating
 
     errors.init_app(app)
+    input_guard.init_app(app)
     security.init_app(app)
     compression.init_app(app)
     templating.init_app(app)

@@ -1106,6 +1106,9 @@ def test_does_the_endpoint_survive_hostile_input(ctx: Ctx, name: str) -> None:
         errors = re.findall(r'class="error"[^>]*>([^<]*)', body)
         text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body))
         assert baseline.status_code < 400, (name, baseline.status_code, errors or text[-800:])
+    # Every field at once: a NUL (PostgreSQL refuses it in text), then 10,000 characters.
+    for value in ("a\x00b", fz.LONG[0]):
+        _check(ctx, name, target, dict.fromkeys(target.fields, value))
 
     @settings(
         max_examples=target.examples,
@@ -1119,3 +1122,15 @@ def test_does_the_endpoint_survive_hostile_input(ctx: Ctx, name: str) -> None:
         _check(ctx, name, target, changes)
 
     run()
+
+
+@pytest.mark.parametrize(
+    "path", ["/operator/outbox?q=a%00b", "/operator/outbox?status=%00", "/operator/runs?x=%00"]
+)
+def test_is_a_nul_in_a_query_refused_with_its_name(ctx: Ctx, path: str) -> None:
+    before = fz.fingerprint(ctx.engine)
+    response = ctx.clients["operator"].get(path)
+    assert response.status_code == 422
+    assert fz.names_a_field(fz.fields_named_in_errors(response.get_data(as_text=True), ""),
+                            ("q", "status", "x"))  # fmt: skip
+    assert not fz.changed_tables(before, fz.fingerprint(ctx.engine))
