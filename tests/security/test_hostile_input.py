@@ -1134,3 +1134,15 @@ def test_is_a_nul_in_a_query_refused_with_its_name(ctx: Ctx, path: str) -> None:
     assert fz.names_a_field(fz.fields_named_in_errors(response.get_data(as_text=True), ""),
                             ("q", "status", "x"))  # fmt: skip
     assert not fz.changed_tables(before, fz.fingerprint(ctx.engine))
+
+
+def test_does_a_stale_capture_form_say_why_it_is_refused(ctx: Ctx) -> None:
+    """A capture posted after the hold was voided: the page no longer has the capture form,
+    so a bad amount must not be the answer (it would show nowhere): the state is."""
+    order_id = _held_order(ctx)
+    assert ctx.post("admin", f"/partner/orders/{order_id}/void", {}).status_code in (302, 303)
+    before = fz.fingerprint(ctx.engine)
+    response = ctx.post("admin", f"/partner/orders/{order_id}/capture", {"amount": "²"})
+    assert response.status_code == 409
+    assert "Only an authorized order can be captured" in response.get_data(as_text=True)
+    assert not fz.changed_tables(before, fz.fingerprint(ctx.engine))

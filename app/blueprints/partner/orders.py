@@ -247,6 +247,10 @@ def capture_order(order_id: int) -> Response:
             session, gateway(), user, order_id, amount=amount, now=now, as_of=as_of
         )
     except InvalidInput as exc:
+        if b.order.status != OrderStatus.AUTHORIZED:  # no capture form to show it on
+            status = b.order.status.replace("_", " ")
+            refusal = Conflict(f"Only an authorized order can be captured; this one is {status}.")
+            return _problem(order_id, refusal, capture_amount=text)
         return _order_page(order_id, status=422, capture_amount=text, capture_error=exc.message)
     except DomainError as exc:
         return _problem(order_id, exc, capture_amount=text)
