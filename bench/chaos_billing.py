@@ -124,10 +124,12 @@ def _killer(engine, workers: Workers, redis: PrivateRedis, total: int, kills: in
             progress = 0.0
         if points and progress >= points[0] and workers.alive:
             time.sleep(random.uniform(0, 0.4))
-            if workers.kill_one(redis.url) is not None:
-                points.pop(0)
+            with workers.between_rounds:  # never while the harness settles attempts
+                if workers.kill_one(redis.url) is not None:
+                    points.pop(0)
         elif not redis.restarts and progress >= redis_point:
-            redis.crash_and_restart()
+            with workers.between_rounds:
+                redis.crash_and_restart()
         else:
             time.sleep(0.05)
 
@@ -192,7 +194,12 @@ def run(url: str, count: int, kills: int, workers_n: int, folder: Path, smtp) ->
         killer.start()
         for rounds in range(1, MAX_ROUNDS + 1):  # noqa: B007 (reported)
             workers.wait_all()
-            s, w, queued = _recover(app, partner_id)
+            # The reconciler counts every pending attempt stale (its clock is 10 minutes
+            # on), so no worker may be charging meanwhile: a kill's replacement waits.
+            with workers.between_rounds:
+                if workers.reap():
+                    continue
+                s, w, queued = _recover(app, partner_id)
             settled, swept = settled + s, swept + w
             print(f"    round {rounds}: charged {_charged(engine):,}/{count:,}, kills "
                   f"{len(workers.kills)}, settled {s}, swept {w}", flush=True)  # fmt: skip
@@ -238,7 +245,7 @@ def check(app, outcome: BillingOutcome, smtp) -> None:  # noqa: ANN001
     engine = app.extensions["portico"].engine
     with engine.connect() as conn:
         payments = conn.execute(text(
-            "SELECT id, subscription_id, period_date, status, gateway_reference "
+            "SELECT id, subscription_id, period_date, status, gateway_reference, decline_code "
             "FROM payment WHERE kind = 'charge'")).all()  # fmt: skip
         charges = conn.execute(text(
             "SELECT reference, idempotency_key, status FROM sandbox_charge")).all()  # fmt: skip
@@ -308,8 +315,10 @@ def check(app, outcome: BillingOutcome, smtp) -> None:  # noqa: ANN001
                      outcome.kills == outcome.kills_asked and outcome.redis_restarts == 1,
                      f"{outcome.kills} of {outcome.kills_asked} kills, "
                      f"{outcome.redis_restarts} Redis restart(s)"))  # fmt: skip
+    lost = sum(1 for p in payments if p.status == "error" and p.decline_code == "not_received")
     outcome.counts = {
         "subscriptions": len(subs), "payments": len(payments), "approved": len(approved),
+        "attempts the processor never received (charged afresh)": lost,
         "processor charges": len(charges), "receipt rows": len(receipts),
         "smtp messages": len(smtp.messages),
     }  # fmt: skip

@@ -94,8 +94,8 @@ def build(url: str, count: int, days: int, rng: random.Random) -> tuple[int, lis
     cases = []
     for invoice_id, account, row in zip(ids, accounts, rows, strict=False):
         paid = None
-        if rng.random() < 0.2:
-            paid = row["due_date"] + timedelta(days=rng.randint(1, STOP - 1))
+        if rng.random() < 0.2:  # paid on a simulated morning, before day 35 overdue
+            paid = max(START, row["due_date"] + timedelta(days=rng.randint(1, STOP - 1)))
         cases.append(Case(int(invoice_id), int(account), row["due_date"], paid))
     return partner_id, cases
 
@@ -287,9 +287,15 @@ def check(app, outcome: DunningOutcome, cases: list[Case], smtp, partner_id: int
     missing = want_notices - set(seen)
     extra = set(seen) - want_notices
     skipped = [n for n in notices if n.skipped]
+    by_id = {c.invoice_id: c for c in cases}
+    examples = "; ".join(
+        f"invoice {i} stage {d} (due {by_id[i].due}, paid {by_id[i].paid_on})"
+        for i, d in sorted(missing | extra)[:3]
+    )
     out.append(Check("every due stage was sent", not missing and not extra and not skipped,
                      f"{len(want_notices):,} stages due: {len(missing)} missing, {len(extra)} "
-                     f"not due but handled, {len(skipped)} skipped"))  # fmt: skip
+                     f"not due but handled, {len(skipped)} skipped"
+                     + (f" (e.g. {examples})" if examples else "")))  # fmt: skip
     keys = Counter(r.dedupe_key for r in rows)
     absent, surplus = want_keys - set(keys), set(keys) - want_keys
     unsent = [r.id for r in rows if r.status != "sent"]

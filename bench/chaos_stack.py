@@ -126,6 +126,8 @@ class Workers:
     started: int = 0
     crashed: Counter[str] = field(default_factory=Counter)  # exit status -> count
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Held while the harness recovers (no worker may start then) and around each kill.
+    between_rounds: threading.Lock = field(default_factory=threading.Lock)
     t0: float = field(default_factory=time.monotonic)
 
     def start(self, count: int = 1) -> None:
