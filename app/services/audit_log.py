@@ -22,6 +22,7 @@ from sqlalchemy import or_
 from sqlmodel import Session, col, func, select
 
 from app.domain.errors import FieldsInvalid
+from app.domain.ids import parse_id
 from app.models import AuditEvent, Partner, User
 
 PAGE_SIZE: Final = 50
@@ -134,9 +135,8 @@ def parse_filters(args: Mapping[str, str]) -> AuditFilters:
     partner_id: int | None = None
     raw_partner = args.get("partner", "").strip()
     if raw_partner:
-        if raw_partner.isdigit() and len(raw_partner) < 12:
-            partner_id = int(raw_partner)
-        else:
+        partner_id = parse_id(raw_partner)
+        if partner_id is None:
             errors["partner"] = "Choose a partner from the list."
     days: dict[str, date | None] = {}
     for name in ("since", "until"):

@@ -31,6 +31,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from app.domain.ids import parse_id
 from app.gateway.base import GatewayResult, PaymentGateway
 from app.models import Payment, PaymentKind, PaymentStatus, ProcessorEvent
 from app.services import payments, reconcile, refunds
@@ -126,9 +127,9 @@ def find_payment(
     if not purpose and key.startswith("portico:"):
         purpose = key.removeprefix("portico:")
     found: Payment | None = None
-    attempt_id = _text(metadata.get("attempt_id"))
-    if attempt_id.isdigit():
-        found = session.get(Payment, int(attempt_id))
+    attempt_id = parse_id(_text(metadata.get("attempt_id")))
+    if attempt_id is not None:
+        found = session.get(Payment, attempt_id)
         if found is not None and purpose and found.purpose_key != purpose:
             found = None  # another system's metadata that happens to look like ours
     if found is None and purpose:

@@ -257,6 +257,8 @@ def test_are_events_shown_fifty_a_page_with_older_and_newer_links(
         ("since=yesterday", "since"),
         ("since=2026-03-05&until=2026-03-01", "until"),
         ("partner=x", "partner"),
+        ("partner=%C2%B2", "partner"),  # "²" passes str.isdigit, int() refuses it
+        ("partner=" + "9" * 5000, "partner"),
     ],
 )
 def test_does_a_bad_filter_answer_422_naming_the_field(
