@@ -58,6 +58,8 @@ class _Handler(socketserver.StreamRequestHandler):
                 lines = []
                 while (line := self.rfile.readline()) not in (b".\r\n", b".\n", b""):
                     lines.append(line[1:] if line.startswith(b"..") else line)
+                if not line:
+                    return  # the client vanished mid-message: a real server keeps nothing
                 if server.delay:
                     time.sleep(server.delay)
                 drop = server.keep((sender, recipients, message_from_bytes(b"".join(lines))))
