@@ -89,7 +89,7 @@ def report(args: argparse.Namespace, billing, dunning, started: datetime, db: st
     ]
     if args.note:
         lines.append(f"- Note: {args.note}")
-    for title, outcome, facts in _sections(billing, dunning):
+    for title, outcome, facts in _sections(billing, dunning, args.workers):
         lines += ["", f"## {title}", ""]
         lines += [f"- {fact}" for fact in facts]
         lines += ["- Counts checked: " + ", ".join(f"{k} {v:,}" for k, v in outcome.counts.items())]
@@ -101,22 +101,22 @@ def report(args: argparse.Namespace, billing, dunning, started: datetime, db: st
     return "\n".join(lines) + "\n"
 
 
-def _sections(billing, dunning):  # noqa: ANN001, ANN202
+def _sections(billing, dunning, workers: int):  # noqa: ANN001, ANN202
     kinds = lambda o: ", ".join(f"{n} {k}" for k, n in sorted(o.kill_kinds.items()))  # noqa: E731
     if billing is not None:
         yield (
             "Billing run",
             billing,
             [
-                f"{billing.subscriptions:,} due subscriptions, 2 burst workers (billing and email "
-                f"queues) at a time, finished in {billing.seconds:.0f} s over {billing.rounds} "
-                "round(s) of workers",
+                f"{billing.subscriptions:,} due subscriptions, {workers} burst workers (billing "
+                f"and email queues) at a time, finished in {billing.seconds:.0f} s over "
+                f"{billing.rounds} round(s) of workers",
                 f"Kills (SIGKILL): {billing.kills} (while running: {kinds(billing)}); workers that "
                 f"crashed on their own (the Redis restart) and were restarted: "
                 f"{billing.crashed_workers}",
                 f"Redis restarts: {billing.redis_restarts} (SIGKILL; it came back empty)",
-                f"Recovery: {billing.settled} attempts settled by the reconciler, "
-                f"{billing.swept} emails queued again by the outbox sweeper",
+                f"Recovery: {billing.settled:,} attempts settled by the reconciler, "
+                f"{billing.swept:,} emails queued again by the outbox sweeper",
             ],
         )
     if dunning is not None:
@@ -125,10 +125,11 @@ def _sections(billing, dunning):  # noqa: ANN001, ANN202
             dunning,
             [
                 f"{dunning.invoices:,} invoices over {dunning.days} simulated days (default "
-                f"policy), 2 burst workers (default and email queues), {dunning.seconds:.0f} s",
+                f"policy), {workers} burst workers (default and email queues), "
+                f"{dunning.seconds:.0f} s",
                 f"Kills (SIGKILL): {dunning.kills} (while running: {kinds(dunning)})",
                 f"Recovery: {dunning.retried_jobs} killed jobs retried by RQ's abandoned-job "
-                f"sweep, {dunning.swept} emails queued again by the outbox sweeper",
+                f"sweep, {dunning.swept:,} emails queued again by the outbox sweeper",
             ],
         )
 
