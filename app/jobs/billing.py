@@ -4,12 +4,19 @@ reconciler. Ids and dates only."""
 from __future__ import annotations
 
 from datetime import date
+from typing import Final
 
-from rq import Queue
+from rq import Queue, Retry
 
 from app.clock import utcnow
 from app.jobs.context import job_app, job_session
 from app.jobs.dispatch import enqueue_emails
+
+CHUNK_TIMEOUT: Final = 3600
+# A chunk whose worker died is found abandoned by RQ (after its timeout) and tried again
+# this long after: by then the reconciler (every 5 minutes) has settled the attempts the
+# dead worker left open, so the retry charges only what the processor never received.
+CHUNK_RETRY_INTERVALS: Final = (600, 1800, 3600)
 
 
 def _settings():  # noqa: ANN202
@@ -40,8 +47,14 @@ def enqueue_run(partner_id: int, run_date: date) -> int:
             run_date=run_date,
             chunk_size=_settings().billing_chunk_size,
         )
+        retry = Retry(max=len(CHUNK_RETRY_INTERVALS), interval=list(CHUNK_RETRY_INTERVALS))
         jobs = [
-            Queue.prepare_data("app.jobs.billing.run_chunk", (plan.run.id, chunk), timeout=3600)
+            Queue.prepare_data(
+                "app.jobs.billing.run_chunk",
+                (plan.run.id, chunk),
+                timeout=CHUNK_TIMEOUT,
+                retry=retry,
+            )
             for chunk in plan.chunks
         ]
         jobs.append(

@@ -148,3 +148,60 @@ def test_does_a_run_whose_worker_is_killed_charge_each_period_once_with_one_rece
     assert received == Counter(message_id_header(r.id) for r in receipts)  # type: ignore[arg-type]
     run = db_session.get(BillingRun, run_id, populate_existing=True)
     assert run is not None and run.status == "complete"
+
+
+def test_is_a_chunk_whose_worker_was_killed_tried_again_by_rq_until_the_run_completes(
+    app, engine, db_session, database_url, redis_url, tmp_path
+) -> None:
+    """Nobody queues the run again: RQ finds the dead worker's chunk abandoned and retries
+    it (after the reconciler has settled what the dead worker left open)."""
+    from rq import Queue
+    from rq.job import Job
+
+    from app.jobs.billing import CHUNK_TIMEOUT
+
+    today = utcnow().date()
+    gateway = sandbox(app)
+    with app.app_context():
+        partner = make_partner(db_session)
+        subs = due_customers(db_session, gateway, partner, SUBSCRIPTIONS, due=today)
+        run_id = enqueue_run(partner.id, today)  # type: ignore[arg-type]
+    log = tmp_path / "worker.log"
+
+    with LocalSMTPServer() as smtp:
+        worker = _worker(log, database_url, redis_url, smtp.url)
+        deadline = time.monotonic() + 60
+        while _approved(engine) < 12 and worker.poll() is None:
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.005)
+        assert worker.poll() is None, "the run ended before the worker could be killed"
+        with suppress(ProcessLookupError):
+            os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=20)
+        assert 0 < _approved(engine) < SUBSCRIPTIONS
+
+        # Ten minutes on: cron's reconciler runs; RQ's sweep of abandoned jobs (done by
+        # any worker once the job's timeout has passed) fails the dead chunk and, since
+        # it has retries left, schedules it; the scheduler then queues it behind.
+        _ten_minutes_pass(engine)
+        with app.app_context():
+            billing = queue("billing")
+            billing.enqueue("app.jobs.billing.reconcile_payments")
+        rq_queue = Queue("billing", connection=billing.connection)
+        rq_queue.started_job_registry.cleanup(timestamp=time.time() + CHUNK_TIMEOUT + 120)
+        retried = rq_queue.scheduled_job_registry.get_job_ids()
+        assert len(retried) == 1, "the dead worker's chunk was not scheduled for a retry"
+        job = Job.fetch(retried[0], connection=billing.connection)
+        assert job.func_name == "app.jobs.billing.run_chunk"
+        rq_queue.scheduled_job_registry.remove(job)
+        rq_queue.enqueue_job(job)
+        worker = _worker(log, database_url, redis_url, smtp.url)
+        _finish(worker, log)
+
+    approved = approved_recurring(db_session)
+    assert sorted((p.subscription_id, p.period_date) for p in approved) == sorted(
+        (s.id, today) for s in subs
+    )
+    assert_ledger_matches_processor(db_session, gateway)
+    run = db_session.get(BillingRun, run_id, populate_existing=True)
+    assert run is not None and run.status == "complete"
