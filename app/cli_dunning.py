@@ -96,14 +96,13 @@ def _run(session: Session, partner_id: int, name: str, run_date: date) -> None:
             tally.update(counts)
             bar.update(counts["invoices"] + counts["taken"])
 
-        for n, (first, last) in enumerate(plan.chunks):
+        for n in range(plan.chunks):
             sweep_run_chunk(
                 session,
                 run_id=plan.run_id,
                 sweep=plan.sweep,
                 chunk=n,
-                first_id=first,
-                last_id=last,
+                chunks=plan.chunks,
                 now=now,
                 base_url=settings.base_url,
                 secret=settings.secret_key,

@@ -51,8 +51,8 @@ def start_daily_dunning() -> int:
 
 def run_partner_dunning(partner_id: int, run_date: date) -> dict[str, int]:
     """Start the partner's sweep of its local day ``run_date``: select the ids of the
-    invoices due and queue one ``sweep_chunk_job`` per chunk of them (its first and last
-    id), all in one Redis round trip.
+    invoices due and queue one ``sweep_chunk_job`` per chunk of them (its number n of N),
+    all in one Redis round trip.
 
     Safe to run again: a new sweep supersedes an unfinished one, and invoices already
     handled are no longer due.
@@ -70,15 +70,13 @@ def run_partner_dunning(partner_id: int, run_date: date) -> dict[str, int]:
         "run": plan.run_id,
         "sweep": plan.sweep,
         "invoices": plan.invoices,
-        "chunks": len(plan.chunks),
+        "chunks": plan.chunks,
     }
 
 
-def sweep_chunk_job(
-    run_id: int, sweep: int, chunk: int, first_id: int, last_id: int
-) -> dict[str, int]:
-    """Handle one chunk of a run's sweep, the invoices from ``first_id`` to ``last_id``
-    still due, and queue their emails (safe to run again: a chunk already done does
+def sweep_chunk_job(run_id: int, sweep: int, chunk: int, chunks: int) -> dict[str, int]:
+    """Handle chunk ``chunk`` of the ``chunks`` of a run's sweep, its invoices still due,
+    and queue their emails (safe to run again: a chunk already done does
     nothing, and work it did before a crash is neither redone nor counted twice)."""
     from app.services.dunning_runs import sweep_run_chunk
 
@@ -89,8 +87,7 @@ def sweep_chunk_job(
             run_id=run_id,
             sweep=sweep,
             chunk=chunk,
-            first_id=first_id,
-            last_id=last_id,
+            chunks=chunks,
             now=utcnow(),
             base_url=settings.base_url,
             secret=settings.secret_key,
@@ -100,8 +97,8 @@ def sweep_chunk_job(
 
 
 def _queue_chunks(plan: SweepPlan) -> None:
-    """One job per chunk, sent in one pipeline (its first and last id; the job selects
-    the invoices still due between them and loads the rest)."""
+    """One job per chunk, sent in one pipeline (its number n of N; the job selects its
+    invoices still due and loads the rest)."""
     from app.extensions import queue
 
     retry = _retry()
@@ -109,16 +106,15 @@ def _queue_chunks(plan: SweepPlan) -> None:
         [
             Queue.prepare_data(
                 "app.jobs.dunning.sweep_chunk_job",
-                args=(plan.run_id, plan.sweep, n, first, last),
+                args=(plan.run_id, plan.sweep, n, plan.chunks),
                 job_id=f"dunning-{plan.run_id}-{plan.sweep}-{n}",
                 description=(
-                    f"dunning run {plan.run_id}, sweep {plan.sweep}, "
-                    f"chunk {n + 1}/{len(plan.chunks)} (invoices {first}–{last})"
+                    f"dunning run {plan.run_id}, sweep {plan.sweep}, chunk {n + 1}/{plan.chunks}"
                 ),
                 timeout=CHUNK_TIMEOUT,
                 retry=retry,
             )
-            for n, (first, last) in enumerate(plan.chunks)
+            for n in range(plan.chunks)
         ]
     )
 

@@ -3,12 +3,13 @@
 ``rq cron`` checks every few minutes for partners whose local dunning hour has come and
 whose run row for today is missing; creating the row is the claim (a unique constraint),
 so only the tick that created it queues the partner's job. That job only starts a sweep
-(:func:`start_sweep`: the ids of the invoices due, by the index, cut into chunks, the
-sweep numbered and its chunk count put on the run row) and queues one job per chunk. A
-chunk is given as the first and last id of its run of due ids, not the ids themselves:
-RQ pickles and zlib-compresses every job's arguments, which for 10,000 ids cost more than
-the rest of the sweep's start together, while two ids per job cost nothing. Each chunk
-(:func:`sweep_run_chunk`) selects the ids still due in its range, handles them in
+(:func:`start_sweep`: the invoices due counted on the index, the sweep numbered and its
+chunk count put on the run row) and queues one job per chunk. A chunk is a number n of
+N, not a list of ids: chunk n holds the due invoices whose id hashes to n
+(``app.services.dunning``), so the start never reads the ids (RQ pickling 10,000 of them
+into jobs cost more than the rest of the start together; reading them to cut id ranges,
+two thirds of the rest). Each chunk (:func:`sweep_run_chunk`) selects its ids still due,
+handles them in
 transactions that add their own counts to the run row before they commit, then marks
 itself done in one more transaction (a unique row), which completes the run when it is
 the sweep's last chunk. The CLI starts a sweep the same way and does the chunks itself.
@@ -39,6 +40,7 @@ from app.services.dunning import (
     DEFAULT_CHUNK_SIZE,
     OnEmails,
     audience_of,
+    count_due,
     due_invoice_ids,
     sweep_chunk,
 )
@@ -59,12 +61,12 @@ _done = DunningRunChunk.__table__  # type: ignore[attr-defined]
 @dataclass(frozen=True)
 class SweepPlan:
     """A started sweep: its run, its number within the run's day, the invoices due, and
-    each chunk's first and last invoice id (inclusive, in id order, not overlapping)."""
+    how many chunks they are shared among (chunk n: ``due_invoice_ids(part=(n, chunks))``)."""
 
     run_id: int
     sweep: int
     invoices: int
-    chunks: list[tuple[int, int]]
+    chunks: int
 
 
 def claim_run(session: Session, *, partner_id: int, run_date: date) -> tuple[DunningRun, bool]:
@@ -97,22 +99,19 @@ def start_sweep(
     chunk_size: int = JOB_CHUNK_SIZE,
 ) -> SweepPlan:
     """Start a sweep of the partner's run of ``run_date`` (the row is created if missing):
-    select the invoices due, cut their ids into chunks, and record on the run row the
-    sweep's number and chunk count. Commits; the caller then hands out the chunks.
+    count the invoices due, one chunk per ``chunk_size`` of them, and record on the run
+    row the sweep's number and chunk count. Commits; the caller then hands out the chunks.
 
     With nothing due the run is complete at once. Raises the database's errors.
     """
-    ids = due_invoice_ids(session, partner_id=partner_id, as_of=run_date)
-    chunks = [
-        (ids[start], ids[min(start + chunk_size, len(ids)) - 1])
-        for start in range(0, len(ids), chunk_size)
-    ]
+    invoices = count_due(session, partner_id=partner_id, as_of=run_date)
+    chunks = -(-invoices // chunk_size)
     record = (
         update(_run)
         .where(_run.c.partner_id == partner_id, _run.c.run_date == run_date)
         .values(
             sweeps=_run.c.sweeps + 1,
-            chunks=len(chunks),
+            chunks=chunks,
             chunks_done=0,
             status=DunningRunStatus.RUNNING if chunks else DunningRunStatus.COMPLETE,
             finished_at=None if chunks else now,
@@ -126,7 +125,7 @@ def start_sweep(
         row = session.execute(record).one()
     run_id, sweep = row
     session.commit()
-    return SweepPlan(run_id=int(run_id), sweep=int(sweep), invoices=len(ids), chunks=chunks)
+    return SweepPlan(run_id=int(run_id), sweep=int(sweep), invoices=invoices, chunks=chunks)
 
 
 def sweep_run_chunk(
@@ -135,8 +134,7 @@ def sweep_run_chunk(
     run_id: int,
     sweep: int,
     chunk: int,
-    first_id: int,
-    last_id: int,
+    chunks: int,
     now: datetime,
     base_url: str = "",
     secret: str = "",
@@ -144,8 +142,8 @@ def sweep_run_chunk(
     on_emails: OnEmails | None = None,
     on_progress: Callable[[Counter[str]], None] | None = None,
 ) -> Counter[str]:
-    """Handle chunk ``chunk`` of sweep ``sweep`` of the run, the invoices from ``first_id``
-    to ``last_id`` still due on its day; returns this call's counts.
+    """Handle chunk ``chunk`` of the ``chunks`` of sweep ``sweep`` of the run, its invoices
+    still due on the run's day; returns this call's counts.
 
     The invoices go in transactions of ``batch_size``, each adding its counts to the run
     row before it commits; ``on_emails`` and ``on_progress`` get each one's email ids and
@@ -168,8 +166,7 @@ def sweep_run_chunk(
         session,
         partner_id=row.partner_id,
         as_of=row.run_date,
-        first_id=first_id,
-        last_id=last_id,
+        part=(chunk, chunks),
     )
     session.rollback()
 

@@ -13,6 +13,7 @@ from sqlmodel import col, select
 
 from app.models import DunningNotice, DunningRun, Invoice, OutboxMessage
 from app.models.dunning import DunningRunChunk
+from app.services.dunning import due_invoice_ids
 from app.services.dunning_runs import SweepPlan, start_sweep, sweep_run_chunk
 from tests.services.dunning_helpers import (
     BASE_URL,
@@ -24,6 +25,16 @@ from tests.services.dunning_helpers import (
 
 DUE = date(2031, 3, 10)
 DAY = DUE + timedelta(days=5)  # the day-5 reminder of every invoice below
+
+
+def _part_of(invoice_id: int, chunks: int) -> int:
+    """The chunk an invoice falls in, computed here as the design states it (Knuth's
+    multiplicative hash of the id, its top 32 bits scaled to the number of chunks)."""
+    return (invoice_id * 2654435761 % 2**32) * chunks // 2**32
+
+
+def _in_part(ids: list[int], chunk: int, chunks: int) -> list[int]:
+    return [i for i in ids if _part_of(i, chunks) == chunk]
 
 
 class Crash(Exception):
@@ -52,8 +63,7 @@ def _chunk(app, db_session, plan: SweepPlan, n: int, **kwargs) -> Counter[str]: 
             run_id=plan.run_id,
             sweep=plan.sweep,
             chunk=n,
-            first_id=plan.chunks[n][0],
-            last_id=plan.chunks[n][1],
+            chunks=plan.chunks,
             now=morning(DAY),
             base_url=BASE_URL,
             **kwargs,
@@ -74,18 +84,41 @@ def _rows(db_session, model) -> int:  # noqa: ANN001
     return len(db_session.exec(select(model)).all())
 
 
-def test_does_a_sweep_cut_the_due_ids_into_chunks_and_record_them(app, db_session) -> None:
+def test_does_a_sweep_count_the_due_into_chunks_and_record_them(app, db_session) -> None:
     partner, ids = _partner_with_due(app, db_session)
 
     plan = start_sweep(
         db_session, partner_id=partner.id, run_date=DAY, now=morning(DAY), chunk_size=2
     )
 
-    assert plan.chunks == [(ids[0], ids[1]), (ids[2], ids[3]), (ids[4], ids[4])]
-    assert plan.sweep == 1 and plan.invoices == 5
+    assert (plan.sweep, plan.invoices, plan.chunks) == (1, 5, 3)
     run = _run(db_session)
     assert (run.id, run.sweeps) == (plan.run_id, 1)
     assert _figures(run) == ("running", 0, 0, 0, 3, 0)
+    parts = [
+        due_invoice_ids(db_session, partner_id=partner.id, as_of=DAY, part=(n, 3)) for n in range(3)
+    ]
+    assert parts == [_in_part(ids, n, 3) for n in range(3)]
+    assert sorted(i for part in parts for i in part) == ids  # each due invoice in one chunk
+
+
+def test_do_ids_in_a_regular_pattern_spread_evenly_over_the_chunks(app, db_session) -> None:
+    """The due ids are every other id (each due invoice is followed by one not due), as
+    two partners invoicing in turn would leave them: ``id % 4`` would put them all in two
+    of four chunks and leave the others' workers idle."""
+    partner, ids = _partner_with_due(app, db_session, count=24)
+    plan = start_sweep(
+        db_session, partner_id=partner.id, run_date=DAY, now=morning(DAY), chunk_size=6
+    )
+    assert plan.chunks == 4 and len({i % 4 for i in ids}) == 2
+
+    sizes = [
+        len(due_invoice_ids(db_session, partner_id=partner.id, as_of=DAY, part=(n, 4)))
+        for n in range(4)
+    ]
+
+    assert sum(sizes) == 24
+    assert all(3 <= size <= 9 for size in sizes), sizes  # within half of the even share
 
 
 def test_do_the_chunks_in_any_order_complete_the_run_with_its_totals(app, db_session) -> None:
@@ -100,7 +133,8 @@ def test_do_the_chunks_in_any_order_complete_the_run_with_its_totals(app, db_ses
         assert _run(db_session).status == "running"
     last = _chunk(app, db_session, plan, 1, on_emails=emails.extend)
 
-    assert (last["sent"], last["emails"]) == (2, 4)
+    mine = len(_in_part(_ids, 1, 3))
+    assert (last["sent"], last["emails"]) == (mine, 2 * mine)
     run = _run(db_session)
     assert _figures(run) == ("complete", 5, 5, 10, 3, 3)
     assert run.finished_at == morning(DAY)
@@ -134,7 +168,8 @@ def test_does_a_chunk_run_twice_send_and_count_once(app, db_session) -> None:
     again = _chunk(app, db_session, plan, 0)  # a retry, or the same job queued twice
 
     assert again == Counter()
-    assert _figures(_run(db_session)) == ("running", 3, 3, 6, 2, 1)
+    first = len(_in_part(_ids, 0, 2))
+    assert _figures(_run(db_session)) == ("running", first, first, 2 * first, 2, 1)
     _chunk(app, db_session, plan, 1)
     _chunk(app, db_session, plan, 1)
     assert _figures(_run(db_session)) == ("complete", 5, 5, 10, 2, 2)
@@ -174,18 +209,22 @@ def test_does_a_new_sweep_supersede_an_unfinished_one(app, db_session) -> None:
         db_session, partner_id=partner.id, run_date=DAY, now=morning(DAY), chunk_size=2
     )
     _chunk(app, db_session, first, 0)
+    handled = len(_in_part(_ids, 0, 3))
 
     second = start_sweep(
         db_session, partner_id=partner.id, run_date=DAY, now=morning(DAY), chunk_size=2
     )
     assert second.sweep == 2
-    assert second.chunks == first.chunks[1:]  # the first chunk's invoices have moved on
+    assert second.invoices == 5 - handled  # the first chunk's invoices have moved on
+    chunks = -(-second.invoices // 2)
+    assert second.chunks == chunks
     _chunk(app, db_session, first, 1)  # a leftover of sweep 1 still runs: counted, not done
-    assert _figures(_run(db_session)) == ("running", 4, 4, 8, 2, 0)
-    for n in range(len(second.chunks)):
+    handled += len(_in_part(_ids, 1, 3))
+    assert _figures(_run(db_session)) == ("running", handled, handled, 2 * handled, chunks, 0)
+    for n in range(second.chunks):
         _chunk(app, db_session, second, n)
 
-    assert _figures(_run(db_session)) == ("complete", 5, 5, 10, 2, 2)
+    assert _figures(_run(db_session)) == ("complete", 5, 5, 10, chunks, chunks)
     assert _rows(db_session, OutboxMessage) == 10
 
 
@@ -194,7 +233,7 @@ def test_does_a_sweep_with_nothing_due_complete_the_run_at_once(app, db_session)
 
     plan = start_sweep(db_session, partner_id=partner.id, run_date=DAY, now=morning(DAY))
 
-    assert (plan.chunks, plan.invoices) == ([], 0)
+    assert (plan.chunks, plan.invoices) == (0, 0)
     run = _run(db_session)
     assert _figures(run) == ("complete", 0, 0, 0, 0, 0)
     assert run.finished_at == morning(DAY)
