@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
-from e2e.conftest import LiveStack
+from e2e.a11y import serious_violations
+from e2e.conftest import LiveStack, browser_page
 
 pytestmark = pytest.mark.e2e
 
@@ -141,3 +142,46 @@ def test_sign_out(page: Page) -> None:
     page.goto("/portal/")
     expect(page).to_have_url(re.compile(r"/login\?next="))
     expect(page.get_by_text("Jordan Rivera")).to_have_count(0)
+
+
+def _change_password(page: Page, current: str, new: str, confirm: str | None = None) -> None:
+    page.get_by_label("Current password").fill(current)
+    page.get_by_label("New password").fill(new)
+    page.get_by_label("Confirm password").fill(new if confirm is None else confirm)
+    page.get_by_role("button", name="Change password").click()
+
+
+def test_change_password_signs_out_the_other_browser(
+    page: Page, browser: Browser, live_stack: LiveStack
+) -> None:
+    """A user no other e2e test signs in as, and the password is set back at the end."""
+    email, new = "sales@de-partner.example", "correct horse battery staple"
+    with browser_page(browser, live_stack.base_url) as other:
+        sign_in(other, email)
+        expect(other).to_have_url(re.compile(r"/partner/$"))
+        sign_in(page, email)
+        page.get_by_role("link", name="Change password").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Change password")
+
+        _change_password(page, "not my password", new, "something else entirely")
+
+        expect(page.get_by_text("This is not your current password.")).to_be_visible()
+        expect(page.get_by_text("The two passwords differ.")).to_be_visible()
+        expect(page.get_by_label("Current password")).to_have_attribute("aria-invalid", "true")
+        assert serious_violations(page) == []
+
+        _change_password(page, PASSWORD, new)
+
+        expect(page.get_by_role("status")).to_contain_text("Your password was changed")
+        page.goto("/partner/")
+        expect(page).to_have_url(re.compile(r"/partner/$"))  # this browser stays signed in
+        other.goto("/partner/")
+        expect(other).to_have_url(re.compile(r"/login\?next="))  # the other one does not
+        sign_in(other, email)
+        expect(other.get_by_text("Invalid email or password.")).to_be_visible()
+        sign_in(other, email, new)
+        expect(other).to_have_url(re.compile(r"/partner/$"))
+
+    page.goto("/account/password")
+    _change_password(page, new, PASSWORD)
+    expect(page.get_by_role("status")).to_contain_text("Your password was changed")

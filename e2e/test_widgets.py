@@ -15,10 +15,10 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, ConsoleMessage, FrameLocator, Locator, Page, expect
 from sqlalchemy import Engine, create_engine, text
 
+from e2e.a11y import serious_violations
 from e2e.conftest import LiveStack
 from e2e.test_sign_in import sign_in
 
@@ -317,19 +317,6 @@ def test_pay_link_is_paid_and_the_partner_sees_the_invoice_paid(
 
 
 # --- accessibility ----------------------------------------------------------------------
-
-
-def serious_violations(page: Page) -> list[str]:
-    """axe-core's serious and critical violations on the page; prints the others."""
-    violations = Axe().run(page).response["violations"]
-    for v in violations:
-        if v["impact"] not in ("serious", "critical"):
-            print(f"axe {page.url}: {v['id']} ({v['impact']}) x{len(v['nodes'])}: {v['help']}")
-    return [
-        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']]}"
-        for v in violations
-        if v["impact"] in ("serious", "critical")
-    ]
 
 
 def test_widget_and_pay_page_have_no_serious_accessibility_violations(page: Page) -> None:

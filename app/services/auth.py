@@ -8,8 +8,10 @@ from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app.domain.errors import DomainError
+from app.domain.errors import DomainError, FieldsInvalid, NotFound
 from app.models import User
+from app.services.audit_log import add_event
+from app.services.passwords import password_problem
 
 MAX_FAILURES = 5
 FAILURE_WINDOW = timedelta(minutes=15)
@@ -103,6 +105,65 @@ def authenticate(session: Session, *, email: str, password: str, now: datetime) 
     user.last_login_at = now
     session.add(user)
     session.commit()
+    return user
+
+
+def change_password(
+    session: Session, user_id: int, *, current: str, password: str, confirm: str, now: datetime
+) -> User:
+    """Replace the signed-in user's password, given the current one (commits).
+
+    Ends every session of the user, this one included (the caller signs this browser in
+    again on a fresh session), and records ``user.password_changed``. A wrong current
+    password counts as a failed sign-in, so guessing it from a stolen session runs into
+    the same lockout as guessing at the sign-in form.
+
+    Raises:
+        NotFound: no active user ``user_id``.
+        AccountLocked: the account is locked out (before or by this attempt).
+        FieldsInvalid: keys ``current`` (wrong), ``password`` (breaks a rule of
+            ``passwords.password_problem``, or is the current one) and ``confirm``
+            (differs); the password does not change.
+    """
+    user = session.get(User, user_id)
+    if user is None or not user.is_active:
+        raise NotFound("No such user.")
+    if user.locked_until is not None and user.locked_until > now:
+        raise AccountLocked(user.locked_until, now)
+    errors: dict[str, str] = {}
+    guessed = bool(current)  # an empty field is a slip, not a guess: not counted
+    current_ok = guessed and check_password_hash(user.password_hash, current)
+    if not guessed:
+        errors["current"] = "Enter your current password."
+    elif not current_ok:
+        errors["current"] = "This is not your current password."
+    problem = password_problem(password, email=user.email)
+    if problem:
+        errors["password"] = problem
+    elif current_ok and password == current:
+        errors["password"] = "Choose a password different from your current one."
+    if confirm != password:
+        errors["confirm"] = "The two passwords differ. Type the same one twice."
+    if guessed and not current_ok:
+        _record_failure(user, now)
+        session.add(user)
+        session.commit()
+        if user.locked_until is not None and user.locked_until > now:
+            raise AccountLocked(user.locked_until, now)
+    if errors:
+        session.rollback()
+        raise FieldsInvalid(errors)
+    user.password_hash = hash_password(password)
+    user.recent_failed_logins = []
+    end_sessions(user)
+    session.add(user)
+    add_event(
+        session, action="user.password_changed", subject_type="user", subject_id=user.id,
+        partner_id=user.partner_id, customer_account_id=user.customer_account_id,
+        actor=user, detail={"email": user.email}, at=now,
+    )  # fmt: skip
+    session.commit()
+    session.refresh(user)
     return user
 
 

@@ -84,6 +84,16 @@ TARGETS: dict[str, Target] = {
         ("password", "confirm"),
         examples=10,
     ),
+    # The right current password throughout: a wrong one is a counted failed sign-in (a
+    # write by design, tests/web/test_change_password.py), which this suite would flag.
+    "auth.change_password_page": Target(
+        "customer",
+        _const("/account/password"),
+        lambda _c: {"current": "portico-demo", "password": "short", "confirm": "short"},
+        ("password", "confirm"),
+        accepts=False,
+        examples=10,
+    ),
     "auth.accept_invite": Target(
         "anon",
         w.invite_path,

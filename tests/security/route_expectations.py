@@ -65,6 +65,8 @@ EXPECTATIONS: dict[str, Expect] = {
     "health.healthz": PUBLIC,
     "components.embed_js": PUBLIC,
     "sandbox.create_token": Expect("public", note="card fields in, processor token out"),
+    # The signed-in user's own password: no record in the URL, only the user's own email.
+    "auth.change_password_page": Expect("public", note="anonymous: to the sign-in page"),
     # Emailed links and embeds: the token in the URL is the credential (by design).
     "auth.accept_invite": Expect("token", "invite", "an invitation shows its invitee"),
     "auth.link_sign_in": Expect("token", "customer", "a sign-in link signs in its user"),

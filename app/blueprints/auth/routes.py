@@ -115,3 +115,4 @@ def logout() -> Response:
 
 from app.blueprints.auth import invite as _invite  # noqa: E402,F401  (registers the invitation page)
 from app.blueprints.auth import links as _links  # noqa: E402,F401  (registers the emailed-link pages)
+from app.blueprints.auth import password as _password  # noqa: E402,F401  (registers change password)
