@@ -85,6 +85,7 @@ EXPECTATIONS: dict[str, Expect] = {
     "operator.customer": OPERATOR,
     "operator.outbox": OPERATOR,
     "operator.outbox_detail": OPERATOR,
+    "operator.outbox_html": OPERATOR,
     "operator.outbox_send_again": OPERATOR,
     "operator.runs": OPERATOR,
     "operator.run": OPERATOR,

@@ -201,10 +201,31 @@ def test_does_the_detail_show_headers_text_and_html_in_a_sandboxed_frame(client,
     assert "451 try later" in page
     [frame] = _frames(page)
     assert frame["sandbox"] == ""  # every restriction on: no scripts, no same origin
-    assert frame["srcdoc"] == "<p>HTML of message 7</p>"
+    assert frame["src"] == f"/operator/outbox/{message.id}/html"
     assert "Send again" in page
     policy = response.headers["Content-Security-Policy"]
     assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    html = client.get(frame["src"])
+    assert html.status_code == 200 and html.mimetype == "text/html"
+    assert html.get_data(as_text=True) == "<p>HTML of message 7</p>"
+
+
+def test_does_the_html_part_keep_its_styles_and_nothing_else(client, db) -> None:
+    """The email's own inline styles apply in the preview (the detail page's policy would
+    refuse them); scripts, remote content, forms and framing by others stay refused."""
+    message = _message(db, 2, html='<p style="color: #0a7">Styled</p>')
+    response = _operator(client).get(f"/operator/outbox/{message.id}/html")
+
+    policy = {
+        words[0]: words[1:]
+        for words in (p.split() for p in response.headers["Content-Security-Policy"].split(";"))
+    }
+    assert policy["default-src"] == ["'none'"] and "script-src" not in policy
+    assert policy["style-src"] == ["'unsafe-inline'"]
+    assert policy["img-src"] == ["data:"] and policy["form-action"] == ["'none'"]
+    assert policy["frame-ancestors"] == ["'self'"] and policy["sandbox"] == []
+    assert response.headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
 
 
 def test_does_escaping_hold_for_a_hostile_subject_and_html_part(client, db) -> None:
@@ -219,8 +240,10 @@ def test_does_escaping_hold_for_a_hostile_subject_and_html_part(client, db) -> N
         assert "&lt;script&gt;alert(&#39;subject&#39;)&lt;/script&gt;" in page
     assert 'onerror="alert' not in detail
     [frame] = _frames(detail)
-    assert frame["srcdoc"] == hostile_html  # whole, as the frame's own document
     assert frame["sandbox"] == ""
+    html = client.get(frame["src"])  # whole, as the frame's own document, under a policy
+    assert html.get_data(as_text=True) == hostile_html  # that runs no script at all
+    assert "default-src 'none'" in html.headers["Content-Security-Policy"]
 
 
 def test_can_an_operator_send_a_failed_email_again(app, client, db, engine) -> None:
@@ -270,6 +293,7 @@ def test_is_a_partner_user_refused_the_outbox_in_production(client, db, engine) 
     token = csrf_token(client, "/partner/")
     assert client.get("/operator/outbox").status_code == 403
     assert client.get(f"/operator/outbox/{message.id}").status_code == 403
+    assert client.get(f"/operator/outbox/{message.id}/html").status_code == 403
     response = client.post(f"/operator/outbox/{message.id}/send-again", data={"csrf_token": token})
     assert response.status_code == 403
     assert row(engine, message.id).status == "failed"
@@ -298,7 +322,9 @@ def test_may_anyone_signed_in_read_but_not_send_again_in_development(
     assert row(engine, message.id).status == "failed"
 
 
-@pytest.mark.parametrize("path", ["/operator/outbox", "/operator/outbox/1"])
+@pytest.mark.parametrize(
+    "path", ["/operator/outbox", "/operator/outbox/1", "/operator/outbox/1/html"]
+)
 def test_is_an_anonymous_visitor_sent_to_sign_in(client, path) -> None:
     response = client.get(path)
     assert response.status_code == 302

@@ -2,7 +2,8 @@
 
 Operators read it; during development (``PORTICO_ENV`` development or test) anyone signed
 in may read it too, but only operators may send a message again. Others get 403. The
-list's ``results`` block is rendered alone for htmx filtering.
+list's ``results`` block is rendered alone for htmx filtering. A message's HTML part is
+served on its own URL for the preview frame, under a policy of its own.
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ from app.services.outbox import OutboxFilters, list_outbox, outbox_message, send
 from app.web.htmx import redirect_to, render_view
 
 F = TypeVar("F", bound=Callable[..., Any])
+# The preview frame's document: the email's inline styles apply (what a preview is for),
+# nothing else does: no script, form, plugin or remote resource, an opaque origin
+# (``sandbox``), and only the console's own pages may frame it.
+EMAIL_PREVIEW_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+    "object-src 'none'; form-action 'none'; frame-ancestors 'self'; sandbox"
+)
 
 
 def _require(may: Callable[[], bool], refusal: str) -> Callable[[F], F]:
@@ -78,6 +86,19 @@ def outbox_detail(message_id: int) -> Response:
         detail=detail,
         may_send_again=_is_operator(),
     )
+
+
+@bp.get("/outbox/<int:message_id>/html")
+@reader_required
+def outbox_html(message_id: int) -> Response:
+    """The message's HTML part as its own document, for the detail page's preview frame."""
+    html = outbox_message(db_session(), message_id).message.html_body
+    response = Response(html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = EMAIL_PREVIEW_POLICY
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.post("/outbox/<int:message_id>/send-again")
