@@ -11,7 +11,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from app.domain.errors import DomainError, FieldsInvalid, NotFound
 from app.models import User
 from app.services.audit_log import add_event
-from app.services.passwords import password_problem
+from app.services.passwords import new_password_errors
 
 MAX_FAILURES = 5
 FAILURE_WINDOW = timedelta(minutes=15)
@@ -91,14 +91,9 @@ def authenticate(session: Session, *, email: str, password: str, now: datetime) 
     if user is None:
         check_password_hash(_DUMMY_HASH, password)
         raise InvalidCredentials()
-    if user.locked_until is not None and user.locked_until > now:
-        raise AccountLocked(user.locked_until, now)
+    _refuse_if_locked(user, now)
     if not check_password_hash(user.password_hash, password) or not user.is_active:
-        _record_failure(user, now)
-        session.add(user)
-        session.commit()
-        if user.locked_until is not None and user.locked_until > now:
-            raise AccountLocked(user.locked_until, now)
+        _count_failure(session, user, now)
         raise InvalidCredentials()
     user.recent_failed_logins = []
     user.locked_until = None
@@ -128,8 +123,7 @@ def change_password(
     user = session.get(User, user_id)
     if user is None or not user.is_active:
         raise NotFound("No such user.")
-    if user.locked_until is not None and user.locked_until > now:
-        raise AccountLocked(user.locked_until, now)
+    _refuse_if_locked(user, now)
     errors: dict[str, str] = {}
     guessed = bool(current)  # an empty field is a slip, not a guess: not counted
     current_ok = guessed and check_password_hash(user.password_hash, current)
@@ -137,19 +131,11 @@ def change_password(
         errors["current"] = "Enter your current password."
     elif not current_ok:
         errors["current"] = "This is not your current password."
-    problem = password_problem(password, email=user.email)
-    if problem:
-        errors["password"] = problem
-    elif current_ok and password == current:
+    errors.update(new_password_errors(password, confirm, email=user.email))
+    if current_ok and password == current and "password" not in errors:
         errors["password"] = "Choose a password different from your current one."
-    if confirm != password:
-        errors["confirm"] = "The two passwords differ. Type the same one twice."
     if guessed and not current_ok:
-        _record_failure(user, now)
-        session.add(user)
-        session.commit()
-        if user.locked_until is not None and user.locked_until > now:
-            raise AccountLocked(user.locked_until, now)
+        _count_failure(session, user, now)
     if errors:
         session.rollback()
         raise FieldsInvalid(errors)
@@ -165,6 +151,21 @@ def change_password(
     session.commit()
     session.refresh(user)
     return user
+
+
+def _refuse_if_locked(user: User, now: datetime) -> None:
+    """Raise AccountLocked while the user's lockout lasts."""
+    if user.locked_until is not None and user.locked_until > now:
+        raise AccountLocked(user.locked_until, now)
+
+
+def _count_failure(session: Session, user: User, now: datetime) -> None:
+    """Record a wrong password for the user and commit it; raise AccountLocked when it
+    was the failure that locks the account."""
+    _record_failure(user, now)
+    session.add(user)
+    session.commit()
+    _refuse_if_locked(user, now)
 
 
 def _record_failure(user: User, now: datetime) -> None:

@@ -57,7 +57,6 @@ OnProgress = Callable[[Counter[str]], None]
 # transaction's counts: whatever it writes commits (or rolls back) with the work it counts.
 BeforeCommit = Callable[[Session, Counter[str]], None]
 
-_invoice = Invoice.__table__  # type: ignore[attr-defined]
 _DUE = "FROM invoice WHERE partner_id = {p} AND next_dunning_on <= {d}"
 # A sweep's chunk n of N is the due invoices whose id hashes to n (Knuth's multiplicative
 # hash, its top bits scaled to N): the sweep's start then needs only a count of the due,
@@ -68,10 +67,10 @@ _PART = " AND (id * 2654435761 % 4294967296) * {n} / 4294967296 = {k}"
 # one-column rows one at a time cost ~10 ms of a sweep's start; on PostgreSQL one array in
 # binary form ~1.5 ms (as text, PostgreSQL printing and psycopg parsing it, ~2 ms more),
 # on SQLite one JSON array ~2 ms (rows ~5 ms, a comma-separated list ~3 ms).
-_PG_DUE = _DUE.format(p="%(partner_id)s", d="%(as_of)s")
+_PG_DUE = _DUE.format(p="%(partner_id)s", d="%(as_of)s")  # psycopg's own placeholders
 _PG_PART = _PART.replace("%", "%%").format(n="%(parts)s", k="%(part)s")
-_SQLITE_DUE = _DUE.format(p=":partner_id", d=":as_of")
-_SQLITE_PART = _PART.format(n=":parts", k=":part")
+_TEXT_DUE = _DUE.format(p=":partner_id", d=":as_of")  # SQLAlchemy text(), any database
+_TEXT_PART = _PART.format(n=":parts", k=":part")
 
 
 def policy_of(partner: Partner) -> Policy:
@@ -104,7 +103,7 @@ def due_invoice_ids(
             row = cursor.fetchone()
         ids = (row[0] if row else None) or []
     else:
-        query = "SELECT json_group_array(id) " + _SQLITE_DUE + (_SQLITE_PART if part else "")
+        query = "SELECT json_group_array(id) " + _TEXT_DUE + (_TEXT_PART if part else "")
         ids = json.loads(session.execute(text(query), params).scalar() or "[]")
     return sorted(ids)
 
@@ -112,7 +111,7 @@ def due_invoice_ids(
 def count_due(session: Session, *, partner_id: int, as_of: date) -> int:
     """How many of the partner's invoices the sweep of ``as_of`` must look at, counted
     on the index alone. Raises the database's errors."""
-    query = "SELECT count(*) " + _SQLITE_DUE
+    query = "SELECT count(*) " + _TEXT_DUE
     return int(session.execute(text(query), {"partner_id": partner_id, "as_of": as_of}).scalar())
 
 

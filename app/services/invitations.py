@@ -25,7 +25,7 @@ from app.domain.errors import DomainError, NotFound
 from app.models import AuditEvent, OutboxMessage, Partner, Role, User
 from app.services.auth import hash_password
 from app.services.notifications import write_email
-from app.services.passwords import password_problem
+from app.services.passwords import new_password_errors
 
 INVITE_VALID_FOR: Final = timedelta(days=7)
 PENDING_PREFIX: Final = "!invited:"
@@ -165,11 +165,9 @@ def accept_invitation(
             (``password`` / ``confirm``); nothing changes.
     """
     user = invitation_for(session, secret, token, now=now)
-    problem = password_problem(password, email=user.email)
-    if problem:
-        raise PasswordInvalid({"password": problem})
-    if confirm != password:
-        raise PasswordInvalid({"confirm": "The two passwords differ. Type the same one twice."})
+    errors = new_password_errors(password, confirm, email=user.email)
+    if errors:
+        raise PasswordInvalid(errors)
     marker = user.password_hash
     result = session.execute(
         update(User)

@@ -1,4 +1,4 @@
-"""The rules a new password must meet (set from an invitation, later from a reset).
+"""The rules a new password must meet (set from an invitation, a reset or a change).
 
 Length is what matters (NIST SP 800-63B): at least 12 characters, any characters,
 spaces allowed, no composition rules; refused when it is the person's email or a
@@ -46,3 +46,15 @@ def password_problem(password: str, *, email: str) -> str:
     if lowered in _COMMON:
         return "This password is too common. Choose another."
     return ""
+
+
+def new_password_errors(password: str, confirm: str, *, email: str) -> dict[str, str]:
+    """Per-field messages for a new password and its confirmation (keys ``password`` and
+    ``confirm``), empty when both are fine. Raises nothing."""
+    errors: dict[str, str] = {}
+    problem = password_problem(password, email=email)
+    if problem:
+        errors["password"] = problem
+    if confirm != password:
+        errors["confirm"] = "The two passwords differ. Type the same one twice."
+    return errors

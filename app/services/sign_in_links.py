@@ -38,7 +38,7 @@ from app.services.audit_log import add_event
 from app.services.auth import end_sessions, find_user_by_email, hash_password
 from app.services.invitations import is_pending
 from app.services.notifications import write_email
-from app.services.passwords import password_problem
+from app.services.passwords import new_password_errors
 
 SIGN_IN_VALID_FOR: Final = timedelta(minutes=15)
 RESET_VALID_FOR: Final = timedelta(hours=1)
@@ -303,12 +303,7 @@ def reset_password(
             the link still works.
     """
     row, user = _usable(session, token, LinkPurpose.RESET, now)
-    errors: dict[str, str] = {}
-    problem = password_problem(password, email=user.email)
-    if problem:
-        errors["password"] = problem
-    if confirm != password:
-        errors["confirm"] = "The two passwords differ. Type the same one twice."
+    errors = new_password_errors(password, confirm, email=user.email)
     if errors:
         session.rollback()
         raise FieldsInvalid(errors)

@@ -46,14 +46,22 @@ def _change(client: FlaskClient, current: str, password: str, confirm: str | Non
     )
 
 
+def _signed_in_twice(
+    app: Flask, client: FlaskClient, db: Session, email: str
+) -> tuple[FlaskClient, int, str]:
+    """``client`` and another browser signed in as ``email``; the user's session version
+    and password hash before the change."""
+    other_browser = app.test_client()
+    assert sign_in(other_browser, email).status_code == 303
+    assert sign_in(client, email).status_code == 303
+    before = _user(db, email)
+    return other_browser, before.session_version, before.password_hash
+
+
 def test_does_a_changed_password_sign_out_other_browsers_and_keep_this_one(
     app: Flask, client: FlaskClient, db: Session
 ) -> None:
-    other_browser = app.test_client()
-    assert sign_in(other_browser, CUSTOMER).status_code == 303
-    assert sign_in(client, CUSTOMER).status_code == 303
-    before = _user(db, CUSTOMER)
-    version, old_hash = before.session_version, before.password_hash
+    other_browser, version, old_hash = _signed_in_twice(app, client, db, CUSTOMER)
 
     response = _change(client, DEMO_PASSWORD, NEW_PASSWORD)
 
@@ -93,11 +101,7 @@ def test_does_a_refused_change_name_the_field_and_change_nothing(
     field: str,
     message: str,
 ) -> None:
-    other_browser = app.test_client()
-    assert sign_in(other_browser, PARTNER_ADMIN).status_code == 303
-    assert sign_in(client, PARTNER_ADMIN).status_code == 303
-    before = _user(db, PARTNER_ADMIN)
-    version, old_hash = before.session_version, before.password_hash
+    other_browser, version, old_hash = _signed_in_twice(app, client, db, PARTNER_ADMIN)
 
     response = _change(client, current, password, confirm)
 
